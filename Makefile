@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine: `make test` and `make parity`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Quiet TensorFlow's start-up chatter; parity must hold with oneDNN on or off, reports say which.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test parity weights bench clean
+
+install: $(STAMP)
+
+# The stamp makes a second run start at once; editing pyproject.toml reinstalls.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+parity: $(STAMP)
+	$(PY) -m parity run
+
+weights: $(STAMP)
+	$(PY) -m keras_ref.export $(if $(MODELS),--models '$(MODELS)') $(if $(DATA),--data '$(DATA)')
+
+bench: $(STAMP)
+	$(PY) -m parity.bench
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .hypothesis build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

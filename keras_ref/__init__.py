@@ -1,0 +1,1 @@
+"""Keras reference models: data, builders, training and export to weights/. Never imports scratch."""

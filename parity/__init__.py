@@ -1,0 +1,1 @@
+"""The parity suite: the only package that knows both Keras and the scratch engine."""

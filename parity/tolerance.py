@@ -1,0 +1,164 @@
+"""Every tolerance the project uses, and the one comparison everyone calls.
+
+Rule (documented once, used everywhere)
+---------------------------------------
+Two float results agree when, element-wise,
+
+    |actual - desired| <= atol_eff + rtol * |desired|
+    atol_eff = atol * max(1, scale) * sqrt(max(1, reduction))
+
+- ``atol``/``rtol`` come from the table for the compared dtype and the kind of check.
+- ``scale`` is the largest magnitude in ``desired``. Rounding error in a float sum is proportional
+  to the size of the terms, so an element near zero in a tensor of large values legitimately
+  carries an absolute error of ~eps * scale.
+- ``reduction`` is the length of the longest sum behind one output element (``kh*kw*cin`` for a
+  conv, ``in`` for Dense, ``T*units`` for a recurrence). Independent rounding errors in an n-term
+  sum grow like sqrt(n).
+
+The float32 ``atol`` is a few machine epsilons (eps32 = 1.19e-7). Nothing here is tuned to make
+a test pass: when a comparison fails, the difference is a finding to explain.
+
+Gradient checks compare an analytic gradient against centered finite differences in float64 with
+``rel_error = max|a - b| / max(1e-8, max(|a| + |b|))`` (CS231n's form), bounded by the gradient
+table.
+"""
+
+import math
+
+import numpy as np
+
+EPS32 = float(np.finfo(np.float32).eps)
+EPS64 = float(np.finfo(np.float64).eps)
+
+# dtype -> (atol, rtol) for forward outputs.
+FORWARD = {
+    np.dtype(np.float32): (4 * EPS32, 32 * EPS32),
+    np.dtype(np.float64): (4 * EPS64, 32 * EPS64),
+}
+
+# dtype -> max rel_error for analytic vs numerical gradients.
+GRADIENT = {
+    np.dtype(np.float64): 1e-6,
+    np.dtype(np.float32): 1e-2,
+}
+
+# Centered-difference step for float64 gradient checks.
+GRADIENT_STEP = 1e-5
+
+
+def tolerance(dtype, *, kind="forward", scale=1.0, reduction=1):
+    """The (atol_eff, rtol) pair for comparing arrays of ``dtype`` under the rule above."""
+    dtype = np.dtype(dtype)
+    if kind != "forward":
+        raise ValueError(f"kind must be 'forward' for element-wise tolerances. Received: kind={kind!r}")
+    if dtype not in FORWARD:
+        raise ValueError(f"no tolerance for dtype {dtype}; known: {[str(d) for d in FORWARD]}")
+    atol, rtol = FORWARD[dtype]
+    return atol * max(1.0, float(scale)) * math.sqrt(max(1, int(reduction))), rtol
+
+
+def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None):
+    """Error statistics of ``actual`` against ``desired`` (no assertion).
+
+    Returns a dict: max_abs, max_rel, mean_abs, eps_units (max_abs in units of eps*max(1, scale)),
+    frac_beyond (share of elements outside tolerance), atol, rtol, worst_index, worst_actual,
+    worst_desired, passed. ``dtype`` picks the table row (defaults to desired's dtype).
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    d = np.asarray(desired, dtype=np.float64)
+    dtype = np.dtype(dtype or np.asarray(desired).dtype)
+    scale = float(np.max(np.abs(d))) if d.size else 0.0
+    t_atol, t_rtol = tolerance(dtype, scale=scale, reduction=reduction)
+    atol = t_atol if atol is None else float(atol)
+    rtol = t_rtol if rtol is None else float(rtol)
+    if a.size == 0:
+        return dict(max_abs=0.0, max_rel=0.0, mean_abs=0.0, eps_units=0.0, frac_beyond=0.0, atol=atol,
+                    rtol=rtol, worst_index=None, worst_actual=None, worst_desired=None, passed=True)
+    diff = np.abs(a - d)
+    nonfinite = ~(np.isfinite(a) & np.isfinite(d))
+    # Identical infinities agree; any other non-finite pair is an infinite error.
+    diff = np.where(nonfinite, np.where(a == d, 0.0, np.inf), diff)
+    beyond = diff > atol + rtol * np.abs(np.where(np.isfinite(d), d, 0.0))
+    worst = np.unravel_index(int(np.argmax(np.where(beyond, diff, -1.0) if beyond.any() else diff)), a.shape)
+    eps = float(np.finfo(dtype).eps) if dtype.kind == "f" else EPS32
+    max_abs = float(diff.max())
+    return dict(
+        max_abs=max_abs,
+        max_rel=float(np.max(diff / np.maximum(np.abs(d), np.finfo(np.float64).tiny))),
+        mean_abs=float(diff.mean()),
+        eps_units=max_abs / (eps * max(1.0, scale)),
+        frac_beyond=float(beyond.mean()),
+        atol=atol,
+        rtol=rtol,
+        worst_index=tuple(int(i) for i in worst),
+        worst_actual=float(a[worst]),
+        worst_desired=float(d[worst]),
+        passed=not bool(beyond.any()),
+    )
+
+
+def assert_close(actual, desired, *, kind="forward", label, reduction=1, atol=None, rtol=None):
+    """Assert shape, then dtype, then values agree; on failure name the layer and the worst element.
+
+    ``kind`` is 'forward' (element-wise rule above) or 'gradient' (rel_error against the table).
+    """
+    actual = np.asarray(actual)
+    desired = np.asarray(desired)
+    if actual.shape != desired.shape:
+        raise AssertionError(f"[{label}] shape mismatch: mine {actual.shape} vs Keras {desired.shape}")
+    if actual.dtype != desired.dtype:
+        raise AssertionError(f"[{label}] dtype mismatch: mine {actual.dtype} vs Keras {desired.dtype}")
+    if kind == "gradient":
+        return assert_gradient_close(actual, desired, label=label)
+    stats = compare(actual, desired, reduction=reduction, atol=atol, rtol=rtol)
+    if not stats["passed"]:
+        raise AssertionError(
+            f"[{label}] values differ: worst at index {stats['worst_index']}: "
+            f"mine {stats['worst_actual']!r} vs Keras {stats['worst_desired']!r}; "
+            f"max abs err {stats['max_abs']:.3e}, max rel err {stats['max_rel']:.3e}, "
+            f"{100 * stats['frac_beyond']:.3f}% of {actual.size} elements beyond "
+            f"atol={stats['atol']:.3e}, rtol={stats['rtol']:.3e} (reduction={reduction})"
+        )
+    return stats
+
+
+def rel_error(a, b):
+    """CS231n's relative error between two gradients: max|a-b| / max(1e-8, max(|a|+|b|))."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))
+
+
+def assert_gradient_close(analytic, numeric, *, label):
+    """Assert an analytic gradient matches its finite-difference estimate under the gradient table."""
+    analytic = np.asarray(analytic)
+    numeric = np.asarray(numeric)
+    if analytic.shape != numeric.shape:
+        raise AssertionError(f"[{label}] gradient shape mismatch: analytic {analytic.shape} vs numeric {numeric.shape}")
+    bound = GRADIENT[np.dtype(analytic.dtype)]
+    err = rel_error(analytic, numeric)
+    if not err <= bound:
+        idx = np.unravel_index(int(np.argmax(np.abs(analytic.astype(np.float64) - numeric))), analytic.shape)
+        raise AssertionError(
+            f"[{label}] gradient rel_error {err:.3e} > {bound:.1e}; worst at index {tuple(int(i) for i in idx)}: "
+            f"analytic {float(analytic[idx])!r} vs numeric {float(numeric[idx])!r}"
+        )
+    return err
+
+
+def numerical_gradient(f, x, dout, h=GRADIENT_STEP):
+    """Centered-difference gradient of sum(f(x) * dout) with respect to ``x`` (modified in place, restored)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i].copy()
+        x[i] = old + h
+        plus = np.sum(np.asarray(f(), dtype=np.float64) * dout)
+        x[i] = old - h
+        minus = np.sum(np.asarray(f(), dtype=np.float64) * dout)
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * h)
+    return grad
