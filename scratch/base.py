@@ -11,7 +11,10 @@ Conventions shared by all layers:
 - ``forward`` caches what ``backward`` needs; ``backward(dout)`` returns ``dx`` (a list for
   multi-input layers) and fills ``grads``.
 - Masks: ``compute_mask(inputs, mask)`` says which mask flows to the next layer, as Keras's
-  ``compute_mask`` does. Layers that do not support masking drop it.
+  ``compute_mask`` does. Layers that do not support masking drop it. Layers whose result depends
+  on the mask set ``consumes_mask`` and take ``forward(x, mask=None, ...)``.
+- ``build(input_shape, rng=None)`` creates every weight (zeros, or random from ``rng``) so that
+  ``set_weights`` can check shapes; ``compute_output_shape(input_shape)`` mirrors Keras's.
 """
 
 import numpy as np
@@ -52,7 +55,8 @@ class Layer:
     """Base class. Subclasses set ``weight_names`` and implement ``build``/``forward``/``backward``."""
 
     weight_names = ()
-    supports_masking = False
+    supports_masking = False   # passes an incoming mask on unchanged (Keras's supports_masking)
+    consumes_mask = False      # forward takes a ``mask=`` keyword (recurrent layers, wrappers)
 
     def __init__(self, name=None, dtype="float32", **config):
         unknown = [k for k in config if k not in _IGNORED_KEYS and not k.endswith(_IGNORED_SUFFIXES)]
