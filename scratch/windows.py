@@ -1,0 +1,159 @@
+"""Sliding windows shared by convolution, locally connected and pooling layers (channels_last).
+
+Conventions (TensorFlow's, which Keras uses on every backend):
+- 'valid': ``out = floor((n - (k-1)*d - 1) / s) + 1``; no padding.
+- 'same':  ``out = ceil(n / s)``; ``total = max((out-1)*s + (k-1)*d + 1 - n, 0)`` cells of padding,
+  ``before = total // 2`` and ``after = total - before``: an odd total puts the extra cell
+  bottom/right.
+
+A window view ``(N, oh, ow, kh, kw, C)`` is a strided view of the padded input (no copy). The
+im2col patch matrix ``(rows, kh*kw*C)`` is a copy, so it is built block by block: a block is a
+run of batch items (or, when one item alone is too big, a run of output rows of one item) whose
+patch matrix fits in ``MAX_PATCH_BYTES``.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .base import LayerError, check_choice
+
+# Upper bound on one patch matrix. Read at call time, so a test may lower it to force chunking.
+MAX_PATCH_BYTES = 256 * 2**20
+
+_stats = {"peak_patch_bytes": 0}
+
+
+def peak_patch_bytes():
+    """Largest patch matrix built since the last reset (bytes)."""
+    return _stats["peak_patch_bytes"]
+
+
+def reset_peak_patch_bytes():
+    _stats["peak_patch_bytes"] = 0
+
+
+def normalize_padding(padding):
+    """'valid' or 'same' (Keras lower-cases the argument)."""
+    value = padding.lower() if isinstance(padding, str) else padding
+    check_choice("padding", value, ("valid", "same"))
+    return value
+
+
+def check_channels_last(layer_name, data_format):
+    if data_format not in (None, "channels_last"):
+        raise LayerError(
+            f"{layer_name} supports data_format='channels_last' only. Received: data_format={data_format!r}"
+        )
+
+
+def output_length(n, k, s, d=1, padding="valid"):
+    """Output size along one axis; None stays None (unknown size)."""
+    if n is None:
+        return None
+    if padding == "same":
+        return -(-n // s)
+    return (n - (k - 1) * d - 1) // s + 1
+
+
+def same_padding(n, k, s, d=1):
+    """(before, after) padding TensorFlow's 'same' adds to an axis of length n."""
+    out = -(-n // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def spatial_padding(hw, kernel, strides, dilation, padding):
+    """((top, bottom), (left, right)) for an (H, W) input."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    return tuple(same_padding(n, k, s, d) for n, k, s, d in zip(hw, kernel, strides, dilation))
+
+
+def output_hw(hw, kernel, strides, dilation, padding, layer_name):
+    """(oh, ow), refusing windows that do not fit (Keras: 'Computed output size would be zero or negative')."""
+    out = tuple(output_length(n, k, s, d, padding) for n, k, s, d in zip(hw, kernel, strides, dilation))
+    if any(o is not None and o <= 0 for o in out):
+        raise LayerError(
+            f"{layer_name}: computed output size would be zero or negative for input size {tuple(hw)}, "
+            f"kernel {tuple(kernel)}, strides {tuple(strides)}, dilation {tuple(dilation)}, padding={padding!r}"
+        )
+    return out
+
+
+def pad_hw(x, pads, value=0.0):
+    """Pad axes 1 and 2 of (N, H, W, C) by ((top, bottom), (left, right)) with a constant."""
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    n, h, w, c = x.shape
+    out = np.full((n, h + t + b, w + l + r, c), value, dtype=x.dtype)
+    out[:, t:t + h, l:l + w, :] = x
+    return out
+
+
+def crop_hw(x, pads):
+    """Inverse of pad_hw: drop the padded border (used by backward passes)."""
+    (t, b), (l, r) = pads
+    return x[:, t:x.shape[1] - b, l:x.shape[2] - r, :]
+
+
+def windows(xp, kernel, strides, dilation, out_hw):
+    """Read-only strided view (N, oh, ow, kh, kw, C) of the padded input: element
+    [n, i, j, a, b, c] is xp[n, i*sh + a*dh, j*sw + b*dw, c]."""
+    n, _, _, c = xp.shape
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, strides, dilation, out_hw
+    s0, s1, s2, s3 = xp.strides
+    return as_strided(xp, shape=(n, oh, ow, kh, kw, c),
+                      strides=(s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3), writeable=False)
+
+
+def offset_slices(kernel, strides, dilation, out_hw):
+    """For each kernel offset (a, b): the (rows, cols) slices of the padded input it touches,
+    so that xp[:, rows, cols] lines up with the (oh, ow) output grid."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, strides, dilation, out_hw
+    for a in range(kh):
+        for b in range(kw):
+            yield (a, b), (slice(a * dh, a * dh + (oh - 1) * sh + 1, sh),
+                           slice(b * dw, b * dw + (ow - 1) * sw + 1, sw))
+
+
+def blocks(n, out_rows, row_bytes, limit=None):
+    """Split (batch, output rows) into blocks whose patch matrix stays within ``limit`` bytes.
+
+    ``row_bytes`` is the patch-matrix size of one output row of one item. Yields
+    (batch slice, row slice) pairs covering everything exactly once, whole items when they fit.
+    """
+    limit = MAX_PATCH_BYTES if limit is None else limit
+    item_bytes = max(1, out_rows * row_bytes)
+    if item_bytes <= limit:
+        per_block = max(1, limit // item_bytes)
+        for i in range(0, n, per_block):
+            yield slice(i, min(n, i + per_block)), slice(0, out_rows)
+        return
+    rows = max(1, limit // max(1, row_bytes))
+    for i in range(n):
+        for r in range(0, out_rows, rows):
+            yield slice(i, i + 1), slice(r, min(out_rows, r + rows))
+
+
+def patch_block(win, bs, rs):
+    """Copy one block of the window view into a patch array (nb, nr, ow, kh*kw*C)."""
+    view = win[bs, rs]
+    nb, nr, ow, kh, kw, c = view.shape
+    patches = view.reshape(nb, nr, ow, kh * kw * c)
+    _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], patches.nbytes)
+    return patches
+
+
+def col2im_add(dxp, dpatches, bs, rs, strides, dilation):
+    """Scatter-add patch gradients (nb, nr, ow, kh, kw, C) into the padded input gradient.
+
+    The adjoint of ``patch_block``: each kernel offset adds one strided slab, so overlapping
+    windows accumulate.
+    """
+    _, nr, ow, kh, kw, _ = dpatches.shape
+    (sh, sw), (dh, dw) = strides, dilation
+    top = rs.start * sh
+    for (a, b), (rows, cols) in offset_slices((kh, kw), strides, dilation, (nr, ow)):
+        rows = slice(top + rows.start, top + rows.stop, sh)
+        dxp[bs, rows, cols, :] += dpatches[:, :, :, a, b, :]
