@@ -302,6 +302,8 @@ class ZeroPadding2D(Layer):
 
 
 def _normalize_zero_padding(padding):
+    received = padding
+
     def pair(value, what):
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             value = (value, value)
@@ -309,7 +311,7 @@ def _normalize_zero_padding(padding):
               and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in value))
         if not ok:
             raise LayerError(f"{what} must be a non-negative int or a tuple of 2 non-negative ints. "
-                             f"Received: padding={padding!r}")
+                             f"Received: padding={received!r}")
         return tuple(int(v) for v in value)
 
     if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
