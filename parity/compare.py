@@ -1,0 +1,287 @@
+"""Per-layer comparison engine: Keras intermediate outputs against the scratch trace.
+
+Inputs are plain data, so this module imports neither TensorFlow nor the scratch engine:
+- ``keras_outputs`` / ``scratch_outputs``: ordered {layer name: array, or list of arrays for a
+  layer with several outputs}. Nested models' layers use qualified names (``encoder/conv2d``).
+- ``infos``: what ``parity.keras_runner.layer_infos`` says about each layer (class, config,
+  input shapes, inbound layer names).
+- optionally ``truth``: the scratch trace run in float64, the error budget's reference.
+
+Tolerance per layer
+-------------------
+``parity.tolerance.compare`` is the rule; this module only picks ``reduction``. A layer's *own*
+reduction is read from its config (``kh*kw*cin/groups`` for a conv, ``in`` for Dense, ``T*(in+u)``
+for a recurrence, the pool window for average pooling, ...). Outputs are compared end to end, so a
+layer's output also carries the rounding of every layer before it. Independent rounding errors add
+in variance, so the *effective* reduction is the layer's own plus the largest effective reduction
+among its inbound layers: the longest chain of sums behind one output element, which is what the
+rule's ``reduction`` means.
+"""
+
+import math
+
+import numpy as np
+
+from .tolerance import compare
+
+
+class SampleOrderError(AssertionError):
+    """Keras and scratch were about to be compared on different samples or in a different order."""
+
+
+def assert_same_samples(keras_ids, scratch_ids, *, what="test split"):
+    """Guard: both sides must see the same sample ids in the same order before anything is compared.
+
+    Equal metrics on shuffled predictions is a real, published failure: compare ids, not counts.
+    """
+    a = [str(i) for i in np.asarray(keras_ids).ravel().tolist()]
+    b = [str(i) for i in np.asarray(scratch_ids).ravel().tolist()]
+    if len(a) != len(b):
+        raise SampleOrderError(f"{what}: Keras saw {len(a)} samples, scratch {len(b)}")
+    for pos, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            same_set = sorted(a) == sorted(b)
+            raise SampleOrderError(
+                f"{what}: sample order differs at position {pos}: Keras id {x!r} vs scratch id {y!r}"
+                + (" (same ids, different order)" if same_set else " (different ids)"))
+    return len(a)
+
+
+# ---- reductions ---------------------------------------------------------------------------------
+_CONV = {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+         "LocallyConnected1D", "LocallyConnected2D"}
+_RNN = {"SimpleRNN", "LSTM", "GRU"}
+_WRAPPERS = {"Bidirectional", "TimeDistributed"}
+_ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "BatchNormalization", "Add",
+                "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+
+
+def _shape(shape):
+    """First input shape (a layer with several inputs is given a list of shapes)."""
+    if shape and isinstance(shape[0], (list, tuple)):
+        return tuple(shape[0])
+    return tuple(shape or ())
+
+
+def _prod(xs):
+    return int(np.prod([int(v) for v in xs])) if xs else 1
+
+
+def own_reduction(class_name, config, input_shape):
+    """Longest sum behind one output element of this layer alone, read from its config."""
+    config = config or {}
+    shape = _shape(input_shape)
+    if class_name in _WRAPPERS:
+        inner = config.get("layer", {})
+        inner_shape = shape[:1] + shape[2:] if class_name == "TimeDistributed" else shape
+        return own_reduction(inner.get("class_name", ""), inner.get("config", {}), inner_shape)
+    act = config.get("activation")
+    softmax = config.get("units", None) if act == "softmax" else 0
+    if class_name == "Dense":
+        return int(shape[-1] or 1) + int(softmax or 0) + (1 if act not in (None, "linear") else 0)
+    if class_name in _CONV:
+        k = config.get("kernel_size", 1)
+        k = [k] if isinstance(k, int) else list(k)
+        cin = int(shape[-1] or 1)
+        groups = int(config.get("groups", 1) or 1)
+        return _prod(k) * cin // groups + (1 if act not in (None, "linear") else 0)
+    if class_name in ("DepthwiseConv2D", "DepthwiseConv1D"):
+        k = config.get("kernel_size", 1)
+        return _prod([k] if isinstance(k, int) else k)
+    if class_name in _RNN:
+        steps = int(shape[1] or 1) if len(shape) > 2 else 1
+        return steps * (int(shape[-1] or 1) + int(config.get("units", 1)))
+    if class_name.startswith("AveragePooling"):
+        p = config.get("pool_size", 2)
+        return _prod([p] if isinstance(p, int) else p)
+    if class_name.startswith("GlobalAveragePooling"):
+        return _prod([d or 1 for d in shape[1:-1]])
+    if class_name in ("Softmax",) or (class_name == "Activation" and act == "softmax"):
+        return int(shape[-1] or 1)
+    if class_name == "LayerNormalization":
+        return int(shape[-1] or 1)
+    if class_name in ("Add", "Average"):
+        return max(1, len(input_shape) if input_shape and isinstance(input_shape[0], (list, tuple)) else 1)
+    if class_name in _ELEMENTWISE:
+        return 1
+    return 0  # copies: Flatten, Reshape, Dropout, ZeroPadding, MaxPooling, Concatenate, Embedding ...
+
+
+def effective_reductions(infos):
+    """{name: own + max(effective of inbound layers)}, in ``infos`` order (a topological order)."""
+    eff = {}
+    for info in infos:
+        own = own_reduction(info["class_name"], info.get("config"), info.get("input_shape"))
+        inbound = [eff[n] for n in info.get("inbound", []) if n in eff]
+        eff[info["name"]] = own + (max(inbound) if inbound else 0)
+    return {k: max(1, v) for k, v in eff.items()}
+
+
+# ---- comparison ---------------------------------------------------------------------------------
+def flatten_outputs(outputs):
+    """{name: array | [arrays]} -> {name or name[i]: array}; a single-element list stays ``name``."""
+    flat = {}
+    for name, value in outputs.items():
+        if isinstance(value, (list, tuple)):
+            if len(value) == 1:
+                flat[name] = np.asarray(value[0])
+            else:
+                for i, v in enumerate(value):
+                    flat[f"{name}[{i}]"] = np.asarray(v)
+        else:
+            flat[name] = np.asarray(value)
+    return flat
+
+
+def _base(name):
+    return name.split("[", 1)[0]
+
+
+def _slim(stats):
+    keep = ("max_abs", "max_rel", "mean_abs", "eps_units", "frac_beyond", "atol", "rtol", "passed",
+            "worst_index", "worst_actual", "worst_desired")
+    return {k: stats[k] for k in keep}
+
+
+def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, atol=None, rtol=None,
+                   reductions=None):
+    """Compare every layer; returns a JSON-ready dict (see ``summarize`` for the headline).
+
+    ``reductions`` overrides the config-derived effective reductions ({name: n}).
+    """
+    keras_flat = flatten_outputs(keras_outputs)
+    scratch_flat = flatten_outputs(scratch_outputs)
+    truth_flat = flatten_outputs(truth) if truth is not None else {}
+    info_by_name = {i["name"]: i for i in (infos or [])}
+    eff = effective_reductions(infos or [])
+    eff.update(reductions or {})
+    rows = []
+    for depth, (name, k) in enumerate(keras_flat.items()):
+        info = info_by_name.get(_base(name), {})
+        red = int(eff.get(_base(name), 1))
+        row = dict(name=name, class_name=info.get("class_name", "?"), depth=depth,
+                   shape=list(k.shape), reduction=red)
+        s = scratch_flat.get(name)
+        if s is None:
+            row.update(status="missing", passed=False,
+                       reason=f"scratch trace has no output named {name!r}")
+            rows.append(row)
+            continue
+        if s.shape != k.shape:
+            row.update(status="shape", passed=False,
+                       reason=f"shape mismatch: scratch {tuple(s.shape)} vs Keras {tuple(k.shape)}")
+            rows.append(row)
+            continue
+        if k.dtype.kind not in "fc":
+            equal = bool(np.array_equal(k, s))
+            row.update(status="ok" if equal else "diverged", passed=equal, max_abs=0.0 if equal else
+                       float(np.max(np.abs(k.astype(np.float64) - s))), max_rel=0.0, mean_abs=0.0,
+                       eps_units=0.0, frac_beyond=0.0 if equal else float(np.mean(k != s)), atol=0.0, rtol=0.0)
+            rows.append(row)
+            continue
+        stats = compare(s, k, reduction=red, atol=atol, rtol=rtol, dtype=k.dtype)
+        row.update(_slim(stats), status="ok" if stats["passed"] else "diverged")
+        t = truth_flat.get(name)
+        if t is not None and t.shape == k.shape:
+            row["truth"] = error_budget(k, s, t, reduction=red)
+        rows.append(row)
+    extra = [n for n in scratch_flat if n not in keras_flat]
+    first = next((r for r in rows if not r["passed"]), None)
+    return dict(
+        layers=rows,
+        passed=all(r["passed"] for r in rows) and bool(rows),
+        first_diverging=None if first is None else first["name"],
+        first_diverging_reason=None if first is None else _reason(first),
+        scratch_only=extra,
+        growth=error_growth(rows),
+    )
+
+
+def error_budget(keras, scratch, truth, *, reduction=1):
+    """Both float32 results against the float64 scratch 'truth'; says which side is further from it."""
+    kt = compare(keras, truth, reduction=reduction, dtype=np.float32)
+    st = compare(scratch, truth, reduction=reduction, dtype=np.float32)
+    if kt["max_abs"] > st["max_abs"]:
+        further = "keras"
+    elif st["max_abs"] > kt["max_abs"]:
+        further = "scratch"
+    else:
+        further = "tie"
+    return dict(keras_max_abs=kt["max_abs"], keras_eps_units=kt["eps_units"], keras_passed=kt["passed"],
+                scratch_max_abs=st["max_abs"], scratch_eps_units=st["eps_units"], scratch_passed=st["passed"],
+                further=further)
+
+
+def _reason(row):
+    if "reason" in row:
+        return row["reason"]
+    msg = (f"max abs err {row['max_abs']:.3e} ({row['eps_units']:.1f} eps), "
+           f"{100 * row['frac_beyond']:.3f}% beyond atol={row['atol']:.2e} rtol={row['rtol']:.2e} "
+           f"(reduction {row['reduction']}); worst at {tuple(row['worst_index'] or ())}: "
+           f"scratch {row['worst_actual']!r} vs Keras {row['worst_desired']!r}")
+    t = row.get("truth")
+    if t:
+        msg += (f"; vs float64 truth: Keras {t['keras_max_abs']:.3e}, scratch {t['scratch_max_abs']:.3e} "
+                f"-> {t['further']} is further from the truth")
+    return msg
+
+
+def error_growth(rows):
+    """Error vs depth: per compared layer (depth, max_abs, eps_units), and the log10 slope of eps_units."""
+    pts = [(r["depth"], r["max_abs"], r["eps_units"]) for r in rows if "eps_units" in r]
+    nonzero = [(d, e) for d, _, e in pts if e > 0]
+    slope = None
+    if len(nonzero) >= 2:
+        d, e = np.array(nonzero, dtype=np.float64).T
+        slope = float(np.polyfit(d, np.log10(e), 1)[0])
+    return dict(depth=[p[0] for p in pts], max_abs=[p[1] for p in pts], eps_units=[p[2] for p in pts],
+                log10_eps_units_per_layer=slope)
+
+
+def worst_layer(result):
+    """The compared layer with the largest error in eps units (None if nothing was compared)."""
+    rows = [r for r in result["layers"] if "eps_units" in r]
+    return max(rows, key=lambda r: (r["eps_units"], r["max_abs"])) if rows else None
+
+
+def summarize(result):
+    worst = worst_layer(result)
+    return dict(passed=result["passed"], layers=len(result["layers"]),
+                first_diverging=result["first_diverging"],
+                worst_layer=None if worst is None else worst["name"],
+                worst_max_abs=None if worst is None else worst["max_abs"],
+                worst_eps_units=None if worst is None else worst["eps_units"])
+
+
+def format_table(result, *, max_name=36):
+    """The per-layer table printed by the CLI."""
+    head = (f"{'#':>3} {'layer':<{max_name}} {'class':<20} {'shape':<18} {'red':>6} "
+            f"{'max abs':>10} {'max rel':>10} {'eps':>8} {'%beyond':>8} {'atol':>9}  status")
+    lines = [head, "-" * len(head)]
+    truthy = any("truth" in r for r in result["layers"])
+    if truthy:
+        lines[0] += "  truth: keras / scratch err (further)"
+    for r in result["layers"]:
+        name = r["name"] if len(r["name"]) <= max_name else "…" + r["name"][-max_name + 1:]
+        shape = "x".join("?" if d is None else str(d) for d in r["shape"])
+        if "max_abs" in r:
+            line = (f"{r['depth']:>3} {name:<{max_name}} {r['class_name'][:20]:<20} {shape[:18]:<18} "
+                    f"{r['reduction']:>6} {r['max_abs']:>10.3e} {_fmt_rel(r['max_rel']):>10} "
+                    f"{r['eps_units']:>8.1f} {100 * r['frac_beyond']:>8.3f} {r['atol']:>9.2e}  "
+                    f"{'ok' if r['passed'] else 'FAIL'}")
+            t = r.get("truth")
+            if t:
+                line += f"  {t['keras_max_abs']:.2e} / {t['scratch_max_abs']:.2e} ({t['further']})"
+        else:
+            line = (f"{r['depth']:>3} {name:<{max_name}} {r['class_name'][:20]:<20} {shape[:18]:<18} "
+                    f"{r['reduction']:>6}  FAIL: {r['reason']}")
+        lines.append(line)
+    if result["first_diverging"]:
+        lines.append(f"first diverging layer: {result['first_diverging']}: {result['first_diverging_reason']}")
+    else:
+        lines.append("first diverging layer: none (every layer within tolerance)")
+    return "\n".join(lines)
+
+
+def _fmt_rel(x):
+    return "inf" if not math.isfinite(x) else f"{x:.3e}" if x < 1e6 else ">1e6"

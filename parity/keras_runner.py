@@ -1,0 +1,250 @@
+"""Everything in ``parity`` that imports TensorFlow/Keras lives here.
+
+Keeping these imports in one module lets the CLI reject a bad file with a one-line reason before it
+pays TensorFlow's ~5 s start-up, and keeps the comparison engine importable without TF.
+
+Intermediate outputs follow keras-facts: ``keras.Model(model.inputs, [l.output ...])``. A nested
+model's own layers live in its own graph, so they are probed with a second model run on the nested
+model's actual input (the outer graph's tensors at its call node); their names are qualified
+``outer/inner``. A layer with several outputs (an RNN with ``return_state``) yields a list.
+All Keras numbers come from ``model.predict`` (not ``model(x)``): that is what a user runs.
+"""
+
+import json
+import os
+import time
+import zipfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+_KERAS = {}
+
+
+def _import():
+    if not _KERAS:
+        import keras
+        import tensorflow as tf
+
+        _KERAS.update(keras=keras, tf=tf)
+    return _KERAS["keras"], _KERAS["tf"]
+
+
+def environment():
+    """Versions and whether TF's oneDNN path was on (it changes float rounding)."""
+    keras, tf = _import()
+    try:
+        import tf_keras
+
+        tfk = tf_keras.__version__
+    except Exception:  # noqa: BLE001 - optional package
+        tfk = None
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        built = bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # noqa: BLE001 - private API; absent means unknown
+        built = None
+    env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    # TF turns oneDNN on by default on x86 Linux builds that include it; "0"/"false" turns it off.
+    on = bool(built) and (env is None or env.strip().lower() not in ("0", "false", "off"))
+    return dict(tensorflow=tf.__version__, keras=keras.__version__, tf_keras=tfk, numpy=np.__version__,
+                onednn_built=built, TF_ENABLE_ONEDNN_OPTS=env, onednn_enabled=on, keras_call="model.predict")
+
+
+def file_keras_version(path):
+    """The ``keras_version`` a legacy .h5 records (or the .keras metadata's), '' if none."""
+    path = str(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if "metadata.json" in z.namelist():
+                return str(json.loads(z.read("metadata.json")).get("keras_version", ""))
+        return ""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        v = f.attrs.get("keras_version", "")
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def load_model(path):
+    """Load with Keras 3, or with tf_keras when the file was written by Keras 2 (LocallyConnected2D)."""
+    keras, _ = _import()
+    version = file_keras_version(path)
+    if version.startswith("2."):
+        import tf_keras
+
+        return tf_keras.models.load_model(str(path), compile=False)
+    return keras.models.load_model(str(path), compile=False)
+
+
+def _model_api(model):
+    """The Keras flavour (keras or tf_keras) that built ``model``."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+
+        return tf_keras
+    keras, _ = _import()
+    return keras
+
+
+def _is_model(layer):
+    return hasattr(layer, "layers") and hasattr(layer, "inputs") and type(layer).__name__ in (
+        "Sequential", "Functional", "Model")
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _shape_of(t):
+    return tuple(None if d is None else int(d) for d in t.shape)
+
+
+def _inbound_names(layer):
+    """Names of the layers feeding ``layer``'s first call (Keras 3 and tf_keras node APIs)."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return []
+    node = nodes[0]
+    if hasattr(node, "parent_nodes"):  # Keras 3
+        return [p.operation.name for p in node.parent_nodes]
+    inbound = getattr(node, "inbound_layers", [])  # tf_keras
+    return [l.name for l in _as_list(inbound)]
+
+
+def _call_inputs(model, nested):
+    """The outer-graph tensors ``nested`` (a model used as a layer) was called on."""
+    for node in getattr(nested, "_inbound_nodes", []):
+        tensors = getattr(node, "input_tensors", None)
+        if tensors is None:
+            continue
+        tensors = _as_list(tensors)
+        if all(any(t is o for o in _graph_tensors(model)) for t in tensors):
+            return tensors
+    return _as_list(nested._inbound_nodes[0].input_tensors)
+
+
+def _graph_tensors(model):
+    out = []
+    for l in model.layers:
+        try:
+            out.extend(_as_list(l.output))
+        except Exception:  # noqa: BLE001 - a layer with no single output
+            pass
+    out.extend(_as_list(model.inputs))
+    return out
+
+
+def layer_infos(model, prefix=""):
+    """[{name, class_name, config, input_shape, output_shape, inbound}] in model.layers order.
+
+    A nested model contributes its own layers (qualified names) and then itself.
+    """
+    infos = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls == "InputLayer":
+            continue
+        name = prefix + layer.name
+        try:
+            in_shape = [_shape_of(t) for t in _as_list(layer.input)]
+            in_shape = in_shape[0] if len(in_shape) == 1 else in_shape
+        except Exception:  # noqa: BLE001
+            in_shape = None
+        if _is_model(layer):
+            inner = layer_infos(layer, prefix=name + "/")
+            # The inner graph's InputLayers stand for whatever feeds the nested model outside.
+            entry = {name + "/" + l.name for l in layer.layers if type(l).__name__ == "InputLayer"}
+            entry |= {name + "/" + t.name.split(":")[0] for t in _as_list(layer.inputs)}
+            outer = [prefix + n for n in _inbound_names(layer)]
+            for i in inner:
+                if any(n in entry for n in i["inbound"]) or not i["inbound"]:
+                    i["inbound"] = [n for n in i["inbound"] if n not in entry] + outer
+            infos.extend(inner)
+            cfg, inbound = {}, [inner[-1]["name"]] if inner else outer
+        else:
+            try:
+                cfg = layer.get_config()
+            except Exception:  # noqa: BLE001
+                cfg = {}
+            inbound = [prefix + n for n in _inbound_names(layer)]
+        try:
+            out_shape = [_shape_of(t) for t in _as_list(layer.output)]
+        except Exception:  # noqa: BLE001
+            out_shape = None
+        infos.append(dict(name=name, class_name=cls, config=_jsonable(cfg), input_shape=in_shape,
+                          output_shape=out_shape, inbound=inbound))
+    return infos
+
+
+def _jsonable(obj):
+    try:
+        return json.loads(json.dumps(obj, default=str))
+    except (TypeError, ValueError):
+        return {}
+
+
+def intermediate_outputs(model, x, *, batch_size=64, prefix=""):
+    """Ordered {qualified layer name: output ndarray (list for multi-output layers)} via predict."""
+    api = _model_api(model)
+    layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
+    tensors, slots = [], []
+    for layer in layers:
+        outs = _as_list(layer.output)
+        slots.append((layer, len(tensors), len(outs)))
+        tensors.extend(outs)
+    nested_inputs = {}
+    for layer in layers:
+        if _is_model(layer):
+            ins = _call_inputs(model, layer)
+            nested_inputs[layer.name] = (len(tensors), len(ins))
+            tensors.extend(ins)
+    probe = api.Model(model.inputs, tensors)
+    values = _as_list(probe.predict(x, batch_size=batch_size, verbose=0))
+    result = {}
+    for layer, start, n in slots:
+        name = prefix + layer.name
+        if _is_model(layer):
+            s, m = nested_inputs[layer.name]
+            feed = values[s: s + m]
+            result.update(intermediate_outputs(layer, feed[0] if m == 1 else feed, batch_size=batch_size,
+                                               prefix=name + "/"))
+        out = values[start: start + n]
+        result[name] = out[0] if n == 1 else out
+    return result
+
+
+def input_specs(model):
+    """[(name, shape without batch, dtype str)] for each model input."""
+    return [(t.name, tuple(None if d is None else int(d) for d in t.shape[1:]), str(np.dtype(_dtype_name(t.dtype))))
+            for t in _as_list(model.inputs)]
+
+
+def _dtype_name(dtype):
+    return getattr(dtype, "name", dtype)
+
+
+def predict(model, x, *, batch_size=64):
+    """``model.predict`` with its wall time: (outputs, seconds)."""
+    t0 = time.perf_counter()
+    y = model.predict(x, batch_size=batch_size, verbose=0)
+    return y, time.perf_counter() - t0
+
+
+def count_params(model):
+    return int(model.count_params())
+
+
+def first_conv_kernel(model):
+    """The first Conv2D/LocallyConnected2D kernel (for the filter plot), searching nested models."""
+    for layer in model.layers:
+        if _is_model(layer):
+            k = first_conv_kernel(layer)
+            if k is not None:
+                return k
+        if type(layer).__name__ in ("Conv2D", "LocallyConnected2D") and layer.get_weights():
+            return layer.get_weights()[0]
+    return None
