@@ -1,0 +1,566 @@
+"""The model graph: Sequential and Functional Keras models rebuilt from their config.
+
+A model is a list of *nodes* (one per layer call) in an order where every input exists before it
+is used. A tensor is named as Keras names it, ``(layer_name, node_index, tensor_index)``.
+
+Running a node follows Keras 3's ``Layer.__call__``:
+- the layer gets ``mask=`` when the config passes one explicitly (Keras 3 files record masks as
+  ``NotEqual``/``Any`` operation nodes), or when its call has exactly one tensor argument (then the
+  mask of that argument). tf_keras always hands the inputs' masks over; its recurrent nodes list
+  ``[x, *initial_state]`` as one input, which becomes ``initial_state=`` here;
+- the output mask is ``layer.compute_mask(inputs, previous_mask)``, where ``previous_mask`` is the
+  mask given to the call or else the mask of the first argument.
+
+Trace names (``Model.trace``): a layer's output is under its Keras name; node k > 0 of a layer
+called several times is ``name@k``; output i > 0 of a layer with several outputs (return_state)
+is ``name[i]``; layers inside a nested model are ``outer/inner`` (``outer@k/inner`` for its node
+k). InputLayers and Keras 3's mask operations are left out, as ``model.layers`` leaves them out.
+"""
+
+import inspect
+
+import numpy as np
+
+from . import registry
+from .base import Layer, LayerError
+from .errors import GraphError, InputError, ModelFileError, UnsupportedLayerError
+
+_NON_TRAINABLE = ("moving_mean", "moving_variance")
+
+
+class InputLayer(Layer):
+    """A model input: ``batch_shape`` (batch axis included) and ``dtype`` (int32 ids for Embedding)."""
+
+    def __init__(self, batch_shape=None, batch_input_shape=None, shape=None, input_shape=None,
+                 dtype="float32", sparse=False, ragged=False, optional=False, name=None, **kwargs):
+        super().__init__(name=name, dtype=dtype or "float32", **kwargs)
+        if sparse or ragged:
+            raise LayerError(f"sparse/ragged inputs are not supported. Received: sparse={sparse}, ragged={ragged}")
+        shape_ = batch_shape or batch_input_shape
+        if shape_ is None and (shape or input_shape) is not None:
+            shape_ = [None, *(shape or input_shape)]
+        self.batch_shape = None if shape_ is None else tuple(shape_)
+
+    def to_dtype(self, dtype):
+        if self.dtype.kind == "f":   # integer id inputs stay integers
+            super().to_dtype(dtype)
+        return self
+
+    def forward(self, x, training=False):
+        return self.cast(x)
+
+
+class Node:
+    """One layer call: ``layer(*args, **kwargs)``; Ref leaves inside args/kwargs name tensors."""
+
+    def __init__(self, layer, index, args, kwargs, auto_mask="keras3"):
+        self.layer, self.index, self.args, self.kwargs, self.auto_mask = layer, index, args, kwargs, auto_mask
+        self.output_shape = None
+
+    def refs(self):
+        return list(_leaves((self.args, self.kwargs)))
+
+
+class Ref(tuple):
+    """``(layer_name, node_index, tensor_index)``: a tensor of the graph."""
+
+    def __new__(cls, layer, node=0, tensor=0):
+        return super().__new__(cls, (str(layer), int(node), int(tensor)))
+
+
+def _leaves(struct):
+    if isinstance(struct, Ref):
+        yield struct
+    elif isinstance(struct, (list, tuple)):
+        for s in struct:
+            yield from _leaves(s)
+    elif isinstance(struct, dict):
+        for s in struct.values():
+            yield from _leaves(s)
+
+
+def _resolve(struct, table):
+    if isinstance(struct, Ref):
+        return table[struct]
+    if isinstance(struct, (list, tuple)):
+        return [_resolve(s, table) for s in struct]
+    if isinstance(struct, dict):
+        return {k: _resolve(v, table) for k, v in struct.items()}
+    return struct
+
+
+def _squash(mask):
+    """A list of masks that are all None is no mask."""
+    if isinstance(mask, list) and all(m is None for m in mask):
+        return None
+    return mask
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+class Model(Layer):
+    """A Keras Sequential or Functional model run by scratch layers.
+
+    ``layers`` mirrors Keras's ``model.layers`` (a Functional model lists its InputLayers, a
+    Sequential one does not). ``predict``/``trace`` take one array, a list in ``input_names``
+    order, or a dict keyed by input name.
+    """
+
+    consumes_mask = True
+    supports_masking = True
+
+    def __init__(self, name, layers, nodes, inputs, outputs, kind="Functional", source=None):
+        super().__init__(name=name)
+        self.kind, self.source = kind, source
+        self.layers = [l for l in layers if not getattr(l, "is_op", False)
+                       and not (kind == "Sequential" and isinstance(l, InputLayer))]
+        self._all_layers = {l.name: l for l in layers}
+        self.nodes = nodes
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        self.keras_class = kind
+        self._params = {}
+        self._last_use = {}
+        for i, node in enumerate(nodes):
+            for ref in node.refs():
+                self._last_use[ref] = i
+
+    # ---- construction from a Keras config -------------------------------------------------
+    @classmethod
+    def from_config(cls, model_cfg, flavor="keras3", source=None, check=True):
+        """Build (and shape-infer) a model from ``{class_name, config}``; refuses before building."""
+        if check:
+            problems = registry.check_model_config(model_cfg)
+            top = registry._object_problem({k: v for k, v in model_cfg.items() if k != "config"})
+            kind = model_cfg.get("class_name")
+            if top is None and kind not in registry.MODEL_CLASSES:
+                top = "not a Sequential or Functional model"
+            if top is not None:
+                problems.insert(0, (str(model_cfg.get("config", {}).get("name", "?")), kind, top))
+            if problems:
+                raise UnsupportedLayerError(problems, source)
+        kind = model_cfg["class_name"]
+        config = model_cfg.get("config", {})
+        build = _build_sequential if kind == "Sequential" else _build_functional
+        model = build(config, flavor, source)
+        model.keras_trainable = config.get("trainable", True) is not False
+        build_shape = (model_cfg.get("build_config") or {}).get("input_shape")
+        if not model.built:
+            model.build(build_shape or config.get("build_input_shape"))
+        return model
+
+    # ---- shapes and weights ---------------------------------------------------------------
+    def build(self, input_shape=None, rng=None):
+        """Infer every tensor's shape and build each layer at its first call."""
+        shapes = {}
+        given = None if input_shape is None else (_as_list(input_shape) if len(self.inputs) > 1 else [input_shape])
+        for i, ref in enumerate(self.inputs):
+            layer = self._all_layers[ref[0]]
+            shape = layer.batch_shape
+            if shape is None and given is not None:
+                shape = layer.batch_shape = tuple(given[i])
+            if shape is None:
+                raise ModelFileError(f"model '{self.name}'{self._where()}: the input shape of '{layer.name}' is unknown "
+                                     "(the model was saved before it was built)")
+            shapes[ref] = tuple(shape)
+        for node in self.nodes:
+            layer = node.layer
+            in_shape = _resolve(node.args[0], shapes) if node.args else None
+            if getattr(layer, "is_op", False):
+                out = None
+            else:
+                try:
+                    if not layer.built:
+                        layer.build(in_shape, rng) if not isinstance(layer, Model) else layer.build(in_shape)
+                    out = layer.compute_output_shape(in_shape)
+                except (LayerError, ValueError, TypeError, IndexError) as exc:
+                    raise GraphError(f"model '{self.name}'{self._where()}: layer '{layer.name}' "
+                                     f"({type(layer).__name__}) cannot take input shape {in_shape}: {exc}") from None
+            node.output_shape = out
+            outs = out if isinstance(out, list) else [out]
+            for t, s in enumerate(outs):
+                shapes[Ref(layer.name, node.index, t)] = None if s is None else tuple(s)
+        self._shapes = shapes
+        self.built = True
+
+    def _where(self):
+        return f" in {self.source}" if self.source else ""
+
+    def compute_output_shape(self, input_shape):
+        out = [self._shapes[r] for r in self.outputs]
+        return out if len(out) > 1 else out[0]
+
+    def count_params(self):
+        return int(sum(l.count_params() for l in self.layers))
+
+    def keras_weight_slots(self, trainable_flags=True):
+        """``[(layer, weight_name)]`` in Keras's ``trainable_weights + non_trainable_weights`` order."""
+        slots = []
+        for layer in self.layers:
+            slots.extend(_weight_slots(layer, trainable_flags and self.keras_trainable))
+        return [s for s in slots if s[2]] + [s for s in slots if not s[2]]
+
+    def to_dtype(self, dtype):
+        """Run every layer in ``dtype`` (``"float64"`` for a truth run); integer inputs stay integers."""
+        for layer in self._all_layers.values():
+            layer.to_dtype(dtype)
+        self.dtype = np.dtype(dtype)
+        return self
+
+    # ---- introspection ----------------------------------------------------------------------
+    @property
+    def input_names(self):
+        return [r[0] for r in self.inputs]
+
+    @property
+    def input_shapes(self):
+        return [self._all_layers[r[0]].batch_shape for r in self.inputs]
+
+    @property
+    def input_dtypes(self):
+        return [self._all_layers[r[0]].dtype for r in self.inputs]
+
+    @property
+    def output_names(self):
+        return [r[0] if r[2] == 0 else f"{r[0]}[{r[2]}]" for r in self.outputs]
+
+    @property
+    def output_shapes(self):
+        return [self._shapes[r] for r in self.outputs]
+
+    def get_layer(self, name):
+        """A layer by Keras name; ``"encoder/conv2d"`` reaches into nested models."""
+        head, _, rest = name.partition("/")
+        for layer in self.layers:
+            if layer.name == head:
+                if not rest:
+                    return layer
+                if isinstance(layer, Model):
+                    return layer.get_layer(rest)
+        known = [l.name for l in self.layers]
+        raise ValueError(f"No such layer: {name!r} in model '{self.name}'. Existing layers are: {known}")
+
+    def summary(self, print_fn=print):
+        """A Keras-like table: layer (type), output shape, params, connected to; then the totals."""
+        rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
+        first_node = {}
+        for node in self.nodes:
+            first_node.setdefault(node.layer.name, node)
+        for layer in self.layers:
+            node = first_node.get(layer.name)
+            shape = layer.batch_shape if isinstance(layer, InputLayer) else (node.output_shape if node else None)
+            links = "" if node is None else ", ".join(f"{r[0]}[{r[1]}][{r[2]}]" for r in node.refs())
+            rows.append((f"{layer.name} ({getattr(layer, 'keras_class', type(layer).__name__)})",
+                         _fmt_shape(shape), f"{layer.count_params():,}", links if self.kind != "Sequential" else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "  ".join("{:<%d}" % w for w in widths)
+        total = self.count_params()
+        trainable = sum(int(np.prod(self._weight(l, n).shape)) for l, n, t in self.keras_weight_slots() if t)
+        out = [f'Model: "{self.name}" ({self.kind})', "=" * (sum(widths) + 6), line.format(*rows[0]).rstrip(),
+               "-" * (sum(widths) + 6)]
+        out += [line.format(*r).rstrip() for r in rows[1:]]
+        out += ["=" * (sum(widths) + 6), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}"]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    @staticmethod
+    def _weight(layer, name):
+        return layer.weights[name]
+
+    # ---- running ----------------------------------------------------------------------------
+    def _standardize(self, x):
+        names = self.input_names
+        if isinstance(x, dict):
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise InputError(f"model '{self.name}' expects inputs {names}; missing {missing}")
+            xs = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)) and len(names) > 1 or (isinstance(x, (list, tuple)) and len(x) == 1):
+            xs = list(x)
+        else:
+            xs = [x]
+        if len(xs) != len(names):
+            raise InputError(f"model '{self.name}' expects {len(names)} input(s) {names}, received {len(xs)}")
+        xs = [np.asarray(v) for v in xs]
+        for name, v, shape in zip(names, xs, self.input_shapes):
+            if shape is not None and (v.ndim != len(shape) or any(
+                    s is not None and s != d for s, d in zip(shape[1:], v.shape[1:]))):
+                raise InputError(f"model '{self.name}': input '{name}' expects shape {_fmt_shape(shape)}, "
+                                 f"received {v.shape}")
+        return xs
+
+    def _run(self, xs, input_masks=None, collect=None, prefix="", feed=None, keep=False, training=False):
+        """Run the graph; returns (outputs, output_masks). ``collect`` receives (trace_name, value)."""
+        values, masks = {}, {}
+        input_masks = input_masks if input_masks is not None else [None] * len(xs)
+        for ref, x, m in zip(self.inputs, xs, _as_list(input_masks)):
+            values[ref] = self._all_layers[ref[0]].forward(x)
+            masks[ref] = m
+        wanted = set(self.outputs)
+        for i, node in enumerate(self.nodes):
+            outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training)
+            name = node.layer.name
+            for t, (o, m) in enumerate(zip(outs, out_masks)):
+                values[Ref(name, node.index, t)] = o
+                masks[Ref(name, node.index, t)] = m
+            if not getattr(node.layer, "is_op", False):
+                for t, o in enumerate(outs):
+                    tname = prefix + _trace_name(name, node.index, t)
+                    if collect is not None:
+                        collect.append((tname, o))
+                    if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
+                        values[Ref(name, node.index, t)] = np.asarray(feed[tname])
+            if not keep:   # free intermediates nobody reads again (ResNet-sized batches)
+                for ref in node.refs():
+                    if self._last_use.get(ref) == i and ref not in wanted and ref not in self.inputs:
+                        values.pop(ref, None)
+        return [values[r] for r in self.outputs], [masks.get(r) for r in self.outputs]
+
+    def _call_node(self, node, values, masks, collect, prefix, feed, training):
+        layer = node.layer
+        args = _resolve(node.args, values)
+        kwargs = _resolve(node.kwargs, values)
+        kwargs.pop("training", None)
+        if getattr(layer, "is_op", False):
+            out = layer.forward(*args, **kwargs)
+            return [out], [None]
+        first_mask = _squash(_resolve_masks(node.args[0], masks)) if node.args else None
+        explicit = kwargs.pop("mask", None)
+        tensor_args = sum(1 for a in list(node.args) + [v for k, v in node.kwargs.items() if k != "mask"]
+                          if any(True for _ in _leaves(a)))
+        if explicit is not None:
+            mask = _squash(explicit)
+        elif node.auto_mask == "tf_keras" or tensor_args == 1:
+            mask = first_mask
+        else:
+            mask = None
+        previous_mask = mask if mask is not None else first_mask
+        x = args[0]
+        if isinstance(layer, Model):
+            k = "" if node.index == 0 else f"@{node.index}"
+            sub_prefix = f"{prefix}{layer.name}{k}/"
+            outs, out_masks = layer._run(_as_list(x), input_masks=_as_list(mask) if mask is not None else None,
+                                         collect=collect, prefix=sub_prefix, feed=feed, training=training)
+            return outs, out_masks
+        call_kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        accepted = _accepted_kwargs(layer)
+        if layer.consumes_mask and mask is not None and "mask" in accepted:
+            call_kwargs["mask"] = mask
+        if "training" in accepted:
+            call_kwargs["training"] = training
+        unknown = [k for k in call_kwargs if k not in accepted]
+        if unknown:
+            raise GraphError(f"layer '{layer.name}' ({type(layer).__name__}) is called with {unknown} in the config, "
+                             "which the scratch layer does not take")
+        out = layer.forward(x, **call_kwargs)
+        outs = _as_list(out)
+        out_mask = layer.compute_mask(x, previous_mask)
+        out_masks = _as_list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
+        out_masks = (out_masks + [None] * len(outs))[:len(outs)]
+        return outs, out_masks
+
+    def forward(self, x, mask=None, training=False):
+        outs, _ = self._run(_as_list(x) if len(self.inputs) > 1 else [x],
+                            input_masks=None if mask is None else _as_list(mask), training=training)
+        return outs if len(outs) > 1 else outs[0]
+
+    def compute_mask(self, inputs, mask=None):
+        return None   # nested models are run through _run, which carries their output masks
+
+    def predict(self, x, batch_size=32):
+        """Inference on NumPy inputs in batches; a list when the model has several outputs."""
+        xs = self._standardize(x)
+        n = xs[0].shape[0]
+        if any(v.shape[0] != n for v in xs):
+            raise InputError(f"model '{self.name}': inputs have different batch sizes {[v.shape[0] for v in xs]}")
+        batch_size = max(1, int(batch_size or n or 1))
+        chunks = [self._run([v[s:s + batch_size] for v in xs])[0] for s in range(0, max(n, 1), batch_size)]
+        outs = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(self.outputs))]
+        return outs if len(outs) > 1 else outs[0]
+
+    def trace(self, x, feed=None):
+        """Every layer's output, ``{trace_name: ndarray}`` in execution order (naming: module docstring).
+
+        With ``feed={trace_name: reference_output}``, each layer reads its inputs from ``feed``
+        instead of from the scratch layers before it, which isolates each layer's own error from
+        the error it inherits (its output is still recorded as computed).
+        """
+        collect = []
+        self._run(self._standardize(x), collect=collect, feed=feed, keep=True)
+        return dict(collect)
+
+    def __repr__(self):
+        return f"Model(name={self.name!r}, kind={self.kind!r}, layers={len(self.layers)})"
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+def _resolve_masks(struct, masks):
+    if isinstance(struct, Ref):
+        return masks.get(struct)
+    if isinstance(struct, (list, tuple)):
+        return [_resolve_masks(s, masks) for s in struct]
+    return None
+
+
+_ACCEPTED = {}
+
+
+def _accepted_kwargs(layer):
+    cls = type(layer)
+    if cls not in _ACCEPTED:
+        params = inspect.signature(layer.forward).parameters
+        _ACCEPTED[cls] = {n for i, n in enumerate(params) if i > 0}
+    return _ACCEPTED[cls]
+
+
+def _trace_name(layer_name, node_index, tensor_index):
+    name = layer_name if node_index == 0 else f"{layer_name}@{node_index}"
+    return name if tensor_index == 0 else f"{name}[{tensor_index}]"
+
+
+def _fmt_shape(shape):
+    if shape is None:
+        return "?"
+    if isinstance(shape, list):
+        return "[" + ", ".join(_fmt_shape(s) for s in shape) + "]"
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _weight_slots(layer, trainable):
+    """``[(layer, name, trainable)]`` for one layer, in its get_weights order."""
+    if isinstance(layer, Model):
+        return [(l, n, t) for l, n, t in layer.keras_weight_slots(trainable)]
+    trainable = trainable and getattr(layer, "keras_trainable", True)
+    return [(layer, n, trainable and not n.endswith(_NON_TRAINABLE)) for n in layer.active_weight_names()]
+
+
+def _make(layer_cfg, flavor, source):
+    cls = layer_cfg["class_name"]
+    if cls == "InputLayer":
+        layer = InputLayer(**layer_cfg.get("config", {}))
+    elif cls in registry.MODEL_CLASSES:
+        layer = Model.from_config(layer_cfg, flavor, source, check=False)
+    else:
+        layer = registry.make_layer(layer_cfg, flavor)
+    layer.keras_class = cls
+    layer.keras_trainable = layer_cfg.get("config", {}).get("trainable", True) is not False
+    return layer
+
+
+def _make_all(layer_cfgs, flavor, source):
+    layers, problems = [], []
+    for lc in layer_cfgs:
+        try:
+            layers.append(_make(lc, flavor, source))
+        except LayerError as exc:
+            name = lc.get("config", {}).get("name") or lc.get("name")
+            problems.append((str(name), lc.get("class_name"), f"unsupported configuration: {exc}"))
+    if problems:
+        raise UnsupportedLayerError(problems, source)
+    return layers
+
+
+def _build_sequential(config, flavor, source):
+    cfgs = list(config.get("layers", []))
+    layers = _make_all(cfgs, flavor, source)
+    if layers and isinstance(layers[0], InputLayer):
+        inp, body = layers[0], layers[1:]
+    else:
+        first = cfgs[0].get("config", {}) if cfgs else {}
+        shape = first.get("batch_input_shape") or first.get("batch_shape")
+        inp = InputLayer(batch_shape=shape, dtype=first.get("dtype") if isinstance(first.get("dtype"), str) else None,
+                         name=f"{config.get('name', 'sequential')}_input")
+        body = layers
+    nodes, prev = [], Ref(inp.name)
+    for layer in body:
+        nodes.append(Node(layer, 0, [prev], {}, auto_mask="keras3"))
+        prev = Ref(layer.name)
+    return Model(config.get("name", "sequential"), [inp] + body, nodes, [Ref(inp.name)], [prev],
+                 kind="Sequential", source=source)
+
+
+def _build_functional(config, flavor, source):
+    cfgs = list(config.get("layers", []))
+    layers = _make_all(cfgs, flavor, source)
+    by_name = {l.name: l for l in layers}
+    for lc, layer in zip(cfgs, layers):   # the graph refers to layers by their config-level name
+        layer.name = lc.get("name", layer.name)
+        by_name[layer.name] = layer
+    legacy = any(isinstance(n, list) for lc in cfgs for n in lc.get("inbound_nodes", []))
+
+    def offset(name, in_io):
+        # Keras indexes the nodes of a nested model from 1 in some places (its own graph is node 0):
+        # tf_keras everywhere for Functional and Sequential, Keras 3 only in input/output_layers
+        # and only for Functional.
+        cls = getattr(by_name.get(name), "keras_class", None)
+        if legacy:
+            return 1 if cls in registry.MODEL_CLASSES else 0
+        return 1 if in_io and cls in ("Functional", "Model") else 0
+
+    pending = []
+    for lc, layer in zip(cfgs, layers):
+        for k, node_data in enumerate(lc.get("inbound_nodes", [])):
+            if isinstance(node_data, list):
+                args, kwargs = _legacy_node(node_data, layer, offset)
+                pending.append(Node(layer, k, args, kwargs, auto_mask="tf_keras"))
+            else:
+                args = _keras3_struct(node_data.get("args", []), offset)
+                kwargs = _keras3_struct(node_data.get("kwargs", {}), offset)
+                pending.append(Node(layer, k, args, kwargs, auto_mask="keras3"))
+    inputs = _io_refs(config.get("input_layers", []), offset)
+    outputs = _io_refs(config.get("output_layers", []), offset)
+    available = {(r[0], r[1]) for r in inputs}   # (layer, node) calls already placed
+    available |= {(layer.name, 0) for layer in layers if isinstance(layer, InputLayer)}
+    ordered = []
+    while pending:   # Keras's own rule: run every node whose inputs exist, until none is left
+        ready = [n for n in pending if all((r[0], r[1]) in available for r in n.refs())]
+        if not ready:
+            missing = sorted({r for n in pending for r in n.refs() if (r[0], r[1]) not in available})
+            raise GraphError(f"model '{config.get('name')}'{' in ' + str(source) if source else ''}: the graph "
+                             f"refers to tensors that no layer produces, or has a cycle: {missing[:5]}")
+        for n in ready:
+            pending.remove(n)
+            ordered.append(n)
+            available.add((n.layer.name, n.index))
+    for r in outputs:
+        if (r[0], r[1]) not in available:
+            raise GraphError(f"model '{config.get('name')}': output {tuple(r)} is not produced by the graph")
+    return Model(config.get("name", "functional"), layers, ordered, inputs, outputs, source=source)
+
+
+def _legacy_node(node_data, layer, offset):
+    refs, kwargs = [], {}
+    for entry in node_data:
+        refs.append(Ref(entry[0], entry[1] - offset(entry[0], False), entry[2]))
+        if len(entry) > 3 and isinstance(entry[3], dict):
+            kwargs.update({k: v for k, v in entry[3].items() if not _is_tensor_spec(v)})
+    if len(refs) > 1 and getattr(layer, "keras_class", None) in registry.RECURRENT + ("Bidirectional",):
+        return [refs[0]], {**kwargs, "initial_state": refs[1:]}
+    return [refs[0] if len(refs) == 1 else refs], kwargs
+
+
+def _is_tensor_spec(v):
+    return isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str) and isinstance(v[1], int)
+
+
+def _keras3_struct(value, offset):
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            hist = value["config"]["keras_history"]
+            return Ref(hist[0], hist[1] - offset(hist[0], False), hist[2])
+        return {k: _keras3_struct(v, offset) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keras3_struct(v, offset) for v in value]
+    return value
+
+
+def _io_refs(spec, offset):
+    if isinstance(spec, dict):
+        spec = list(spec.values())
+    if len(spec) == 3 and isinstance(spec[0], str):
+        spec = [spec]
+    return [Ref(s[0], s[1] - offset(s[0], True), s[2]) for s in spec]

@@ -1,0 +1,240 @@
+"""Keras class names -> scratch classes, and the safety check that runs before anything is built.
+
+A model file names classes by string. The engine maps those strings through the fixed table below
+and nothing else: it never imports a module named in a file, never unmarshals code, and refuses
+by name everything that would need either:
+
+- ``Lambda`` / ``TFOpLambda`` / ``SlicingOpLambda`` layers and ``__lambda__`` objects (they carry
+  Python bytecode or call arbitrary TensorFlow functions);
+- objects whose ``module`` lies outside Keras (``my_project.layers``, ``__main__``, ...);
+- objects registered under a custom ``registered_name`` (``"package>Name"``).
+
+``check_model_config`` walks the whole config first and reports every offender at once; only
+then does ``make_layer`` construct anything.
+
+Files written by tf_keras (Keras 2) differ in one place that changes results: their
+``hard_sigmoid`` is ``clip(0.2x + 0.5, 0, 1)``, which scratch calls ``hard_sigmoid_tf_keras``.
+``make_layer(..., flavor="tf_keras")`` translates the name.
+"""
+
+import importlib
+import re
+
+import numpy as np
+
+from .base import Layer, LayerError
+
+# Keras class name -> scratch module that defines a class of the same name.
+LAYER_MODULES = {
+    **dict.fromkeys(["Dense", "Activation", "ReLU", "Softmax", "Flatten", "Reshape", "Dropout"], "core"),
+    **dict.fromkeys(["Conv2D", "LocallyConnected2D", "ZeroPadding2D"], "conv"),
+    **dict.fromkeys(["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"],
+                    "pooling"),
+    "BatchNormalization": "normalization",
+    **dict.fromkeys(["Add", "Concatenate", "Subtract", "Multiply", "Average", "Maximum", "Minimum"], "merge"),
+    "Embedding": "embedding",
+    **dict.fromkeys(["SimpleRNN", "LSTM", "GRU"], "recurrent"),
+    **dict.fromkeys(["Bidirectional", "TimeDistributed"], "wrappers"),
+    **dict.fromkeys(["Masking", "RepeatVector"], "sequence"),
+}
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
+RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+WRAPPERS = ("Bidirectional", "TimeDistributed")
+
+# Refused whatever their module says: they exist to run code.
+CODE_CLASSES = {
+    "Lambda": "Lambda layers carry Python code; the engine never runs code from a file",
+    "TFOpLambda": "TFOpLambda calls an arbitrary TensorFlow function named in the file",
+    "SlicingOpLambda": "SlicingOpLambda calls an arbitrary TensorFlow function named in the file",
+    "__lambda__": "a serialized Python lambda; the engine never runs code from a file",
+}
+
+# Config keys written by tf_keras that change nothing at inference, when they hold these values.
+_TF_KERAS_NOOP_KEYS = {"time_major": False, "ragged": False}
+
+
+def snake_case(name):
+    """Keras's ``to_snake_case``: the weights-file key stem of a class (``Conv2D`` -> ``conv2d``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _is_keras_module(module):
+    return module.split(".")[0] in ("keras", "tf_keras")
+
+
+def _object_problem(obj):
+    """Why a serialized ``{class_name, module, registered_name, ...}`` dict is refused, or None."""
+    cls = obj.get("class_name")
+    if cls in CODE_CLASSES:
+        return CODE_CLASSES[cls]
+    module = obj.get("module")
+    if isinstance(module, str) and not _is_keras_module(module):
+        return f"custom object {cls!r} from module {module!r}; the engine never imports modules named in a file"
+    registered = obj.get("registered_name")
+    if isinstance(registered, str) and ">" in registered:
+        return f"custom registered object {registered!r}; the engine runs only built-in Keras classes"
+    return None
+
+
+def _walk_objects(value):
+    """Every dict in a config tree that names a class, outermost first."""
+    if isinstance(value, dict):
+        if "class_name" in value:
+            yield value
+        for v in value.values():
+            yield from _walk_objects(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk_objects(v)
+
+
+def check_model_config(model_cfg):
+    """Every ``(layer_name, class_name, reason)`` the engine refuses or lacks, nested models included."""
+    problems = []
+    _check_layers(_layer_configs(model_cfg), problems, prefix="")
+    return problems
+
+
+def _layer_configs(model_cfg):
+    cfg = model_cfg.get("config", {})
+    return cfg.get("layers", []) if isinstance(cfg, dict) else []
+
+
+def _check_layers(layer_cfgs, problems, prefix):
+    for lc in layer_cfgs:
+        cls = lc.get("class_name")
+        cfg = lc.get("config") if isinstance(lc.get("config"), dict) else {}
+        name = prefix + str(lc.get("name") or cfg.get("name") or "?")
+        reason = _object_problem(lc)
+        if reason is None and cls in MODEL_CLASSES:
+            reason = _object_problem({k: v for k, v in lc.items() if k != "config"})
+            if reason is None:
+                _check_layers(cfg.get("layers", []), problems, prefix=name + "/")
+                continue
+        if reason is None:
+            reason = _layer_problem(cls, cfg)
+        if reason is not None:
+            problems.append((name, cls, reason))
+
+
+def _layer_problem(cls, cfg):
+    if cls == "InputLayer":
+        return None
+    if cls in OPS:
+        return _nested_problem(cfg)
+    if cls not in LAYER_MODULES:
+        return "no scratch implementation of this layer type"
+    if cls in WRAPPERS:
+        for key in ("layer", "backward_layer"):
+            inner = cfg.get(key)
+            if isinstance(inner, dict):
+                reason = _object_problem(inner) or _layer_problem(inner.get("class_name"), inner.get("config", {}))
+                if reason is not None:
+                    return f"wrapped {key} {inner.get('class_name')!r}: {reason}"
+    return _nested_problem(cfg)
+
+
+def _nested_problem(cfg):
+    # Activations, initializers, ... serialized as objects: a custom one is refused too.
+    for obj in _walk_objects(cfg):
+        reason = _object_problem(obj)
+        if reason is not None:
+            return reason
+    return None
+
+
+# ---- construction ---------------------------------------------------------------------------
+def layer_class(class_name):
+    """The scratch class for a Keras layer class name (imported from the fixed table only)."""
+    module = importlib.import_module(f"{__package__}.{LAYER_MODULES[class_name]}")
+    return getattr(module, class_name)
+
+
+def translate_config(class_name, config, flavor):
+    """Keras config -> scratch constructor kwargs (tf_keras's hard_sigmoid and no-op keys)."""
+    config = dict(config)
+    if flavor == "tf_keras":
+        for key in ("activation", "recurrent_activation"):
+            if config.get(key) == "hard_sigmoid":
+                config[key] = "hard_sigmoid_tf_keras"
+        for key, noop in _TF_KERAS_NOOP_KEYS.items():
+            if key in config and config[key] == noop:
+                del config[key]
+    return config
+
+
+def make_layer(layer_cfg, flavor="keras3"):
+    """Build a scratch layer from one serialized Keras layer (``{class_name, config, ...}``).
+
+    Raises LayerError (with the reason) when the scratch class rejects the configuration.
+    """
+    cls_name = layer_cfg["class_name"]
+    config = translate_config(cls_name, layer_cfg.get("config", {}), flavor)
+    if cls_name in OPS:
+        layer = OPS[cls_name](**config)
+    else:
+        if cls_name in WRAPPERS:
+            config["layer"] = make_layer(config["layer"], flavor)
+            if isinstance(config.get("backward_layer"), dict):
+                config["backward_layer"] = make_layer(config["backward_layer"], flavor)
+        try:
+            layer = layer_class(cls_name)(**config)
+        except TypeError as exc:   # a Keras key the scratch class does not take
+            raise LayerError(f"{cls_name} cannot be built from this config: {exc}") from None
+    layer.keras_class = cls_name
+    return layer
+
+
+# ---- Keras 3 graph operations -----------------------------------------------------------------
+# Keras 3 records the mask computations of Embedding/Masking as operation nodes in a Functional
+# config (``NotEqual`` then ``Any``) and passes their result as an explicit ``mask=``. They are
+# plain NumPy here; they have no weights and are not part of ``model.layers``.
+class _Op(Layer):
+    is_op = True
+
+    def __init__(self, name=None, **config):
+        super().__init__(name=name)
+        self.op_config = config
+
+    def compute_output_shape(self, *shapes):
+        return None   # shapes of mask tensors are not needed to build any layer
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+def _binary(fn):
+    class BinaryOp(_Op):
+        def forward(self, x1, x2):
+            return fn(np.asarray(x1), np.asarray(x2))
+    return BinaryOp
+
+
+def _reduction(fn):
+    class ReductionOp(_Op):
+        def forward(self, x):
+            cfg = self.op_config
+            axis = cfg.get("axis")
+            return fn(np.asarray(x), axis=tuple(axis) if isinstance(axis, list) else axis,
+                      keepdims=bool(cfg.get("keepdims", False)))
+    return ReductionOp
+
+
+class _LogicalNot(_Op):
+    def forward(self, x):
+        return np.logical_not(x)
+
+
+class _Cast(_Op):
+    def forward(self, x):
+        return np.asarray(x).astype(self.op_config.get("dtype", "float32"))
+
+
+OPS = {
+    "NotEqual": _binary(np.not_equal), "Equal": _binary(np.equal),
+    "LogicalAnd": _binary(np.logical_and), "LogicalOr": _binary(np.logical_or),
+    "LogicalNot": _LogicalNot, "Cast": _Cast,
+    "Any": _reduction(np.any), "All": _reduction(np.all),
+}
