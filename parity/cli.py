@@ -1,18 +1,212 @@
-"""Command line: ``parity run`` (the main job) and ``parity check MODEL``."""
+"""Command line: ``parity run`` (the main job, ``make parity``) and ``parity check MODEL``.
+
+Exit codes of ``parity check``:
+  0  parity holds: every layer's output is within tolerance;
+  1  parity fails: the per-layer table names the first diverging layer;
+  2  bad input: unreadable or corrupt file, unsupported layer, bad ``--inputs`` or arguments.
+     One line on stderr, no traceback.
+
+The file is read and the inputs are checked by the scratch loader before TensorFlow is imported,
+so a bad input is reported in well under a second.
+"""
 
 import argparse
-import subprocess
+import os
 import sys
+import time
+
+import numpy as np
+
+USAGE_ERROR = 2
 
 
+class BadInput(Exception):
+    """Exit code 2: the user gave something the check cannot use."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse would print the usage block; the contract is one line and exit code 2.
+        raise BadInput(message)
+
+
+def build_parser():
+    parser = _Parser(prog="parity", description="Keras vs scratch NumPy parity checks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/")
+    run.add_argument("--weights", default="weights", help="folder holding MANIFEST.json (default: weights)")
+    run.add_argument("--report", default="reports", help="output folder (default: reports)")
+    run.add_argument("--models", default=None, help="comma-separated fnmatch patterns of model names")
+    run.add_argument("--samples", type=int, default=None, help="limit every test split to N samples")
+    run.add_argument("--trace-samples", type=int, default=64,
+                     help="samples in the per-layer trace and float64 truth run (default: 64)")
+    run.add_argument("--beam-width", type=int, default=3)
+    run.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves the Java start-up)")
+    run.add_argument("--no-html", action="store_true", help="write parity.json/md only, no plots")
+    run.set_defaults(func=_run)
+
+    check = sub.add_parser("check", help="per-layer parity of one Keras model file (.h5 or .keras)")
+    check.add_argument("model", help="a Keras model file: legacy .h5 or .keras")
+    check.add_argument("--inputs", help=".npz with one array per model input (by input name, or arr_0, arr_1, ...)")
+    check.add_argument("--samples", type=int, default=8, help="random samples (or the first N of --inputs); default 8")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--atol", type=float, default=None, help="absolute tolerance (overrides the policy)")
+    check.add_argument("--rtol", type=float, default=None, help="relative tolerance (overrides the policy)")
+    check.add_argument("--float64-truth", action="store_true",
+                       help="also run scratch in float64 and say which side is further from it")
+    check.add_argument("--report", metavar="DIR", help="write parity.json, parity.md and index.html to DIR")
+    check.add_argument("--junit", metavar="FILE", help="write a JUnit XML file (one test case per layer)")
+    check.add_argument("--fail-fast", action="store_true", help="stop at the first diverging layer")
+    check.set_defaults(func=_check)
+    return parser
+
+
+# ---- parity check -------------------------------------------------------------------------------
+def _load_scratch(path):
+    import scratch
+
+    if not os.path.exists(path):
+        raise BadInput(f"{path}: no such file")
+    if not os.access(path, os.R_OK) or os.path.isdir(path):
+        raise BadInput(f"{path}: not a readable file")
+    try:
+        model = scratch.load(path)
+    except scratch.UnsupportedLayerError as exc:
+        layers = ", ".join(f"{n} ({c})" for n, c in exc.layers)
+        raise BadInput(f"{path}: unsupported layer(s): {layers}") from None
+    except (scratch.ScratchError, scratch.LayerError, OSError, KeyError, ValueError) as exc:
+        raise BadInput(_one_line(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}")) from None
+    return model
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _fixed_shape(name, shape, n):
+    dims = list(shape[1:]) if shape is not None else []
+    return (n, *[8 if d is None else int(d) for d in dims])
+
+
+def read_inputs(path, model, samples):
+    """Arrays from an .npz for each model input (by name, else arr_i in order); exit-2 errors."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise BadInput(_one_line(f"--inputs {path}: cannot read as .npz: {exc}")) from None
+    names = model.input_names
+    xs = []
+    for i, (name, shape, dtype) in enumerate(zip(names, model.input_shapes, model.input_dtypes)):
+        key = name if name in arrays else f"arr_{i}" if f"arr_{i}" in arrays else (
+            next(iter(arrays)) if len(arrays) == 1 and len(names) == 1 else None)
+        if key is None:
+            raise BadInput(f"--inputs {path}: no array for model input '{name}' (expected keys {names} or "
+                           f"arr_0..arr_{len(names) - 1}; found {sorted(arrays)})")
+        x = arrays[key]
+        if shape is not None and (x.ndim != len(shape) or any(
+                d is not None and d != s for d, s in zip(shape[1:], x.shape[1:]))):
+            want = "(" + ", ".join("N" if j == 0 else "?" if d is None else str(d) for j, d in enumerate(shape)) + ")"
+            raise BadInput(f"--inputs {path}: array '{key}' has shape {x.shape}, model input '{name}' expects {want}")
+        if x.dtype.kind not in "biuf":
+            raise BadInput(f"--inputs {path}: array '{key}' has dtype {x.dtype}; expected numbers")
+        if np.dtype(dtype).kind in "iu" and x.dtype.kind == "f":
+            if not np.all(np.isfinite(x)) or np.any(x != np.round(x)):
+                raise BadInput(f"--inputs {path}: array '{key}' holds non-integer values for integer input '{name}'")
+        xs.append(x[:samples].astype(dtype) if samples else x.astype(dtype))
+    if len({len(x) for x in xs}) > 1:
+        raise BadInput(f"--inputs {path}: arrays have different numbers of samples {[len(x) for x in xs]}")
+    if len(xs[0]) == 0:
+        raise BadInput(f"--inputs {path}: no samples")
+    return xs
+
+
+def random_inputs(model, infos, samples, seed):
+    """Dtype-aware random inputs: N(0, 1) floats; ids in [0, input_dim) for inputs feeding an Embedding."""
+    rng = np.random.default_rng(seed)
+    xs = []
+    for name, shape, dtype in zip(model.input_names, model.input_shapes, model.input_dtypes):
+        shp = _fixed_shape(name, shape, samples)
+        if np.dtype(dtype).kind in "iu":
+            dims = [int(i["config"].get("input_dim", 0)) for i in infos
+                    if i["class_name"] == "Embedding" and name in i.get("inbound", [])]
+            high = min(dims) if dims else 2
+            xs.append(rng.integers(0, high, size=shp).astype(dtype))
+        elif np.dtype(dtype).kind == "b":
+            xs.append(rng.random(shp) < 0.5)
+        else:
+            xs.append(rng.standard_normal(shp).astype(dtype))
+    return xs
+
+
+def _check(args):
+    from . import compare as cmp
+
+    if args.samples is not None and args.samples < 1:
+        raise BadInput(f"--samples must be >= 1. Received: {args.samples}")
+    t0 = time.perf_counter()
+    smodel = _load_scratch(args.model)
+    xs = read_inputs(args.inputs, smodel, args.samples) if args.inputs else None
+
+    from . import keras_runner as kr   # TensorFlow starts here, after every cheap check
+
+    try:
+        kmodel = kr.load_model(args.model)
+    except Exception as exc:  # noqa: BLE001 - Keras's own refusal of the file is a bad input
+        raise BadInput(_one_line(f"{args.model}: Keras cannot load it: {type(exc).__name__}: {exc}"))
+    infos = kr.layer_infos(kmodel)
+    if xs is None:
+        xs = random_inputs(smodel, infos, args.samples, args.seed)
+    feed = xs if len(xs) > 1 else xs[0]
+    keras_out = kr.intermediate_outputs(kmodel, feed)
+    try:
+        scratch_out = smodel.trace(feed)
+        truth = None
+        if args.float64_truth:
+            truth = _load_scratch(args.model).to_dtype("float64").trace(feed)
+    except Exception as exc:  # noqa: BLE001 - scratch crashing on a loadable model is a parity failure
+        print(f"parity check: FAIL: scratch failed to run {args.model}: {type(exc).__name__}: {_one_line(exc)}")
+        return 1
+    result = cmp.compare_layers(keras_out, scratch_out, infos, truth=truth, atol=args.atol, rtol=args.rtol)
+    if args.fail_fast and result["first_diverging"]:
+        cut = next(i for i, r in enumerate(result["layers"]) if not r["passed"])
+        result["layers"] = result["layers"][:cut + 1]
+        result["stopped_early"] = True
+    elapsed = time.perf_counter() - t0
+    print(f"parity check {args.model}: {len(xs[0])} sample(s), inputs "
+          f"{'from ' + args.inputs if args.inputs else f'random (seed {args.seed})'}")
+    print(cmp.format_table(result))
+    status = "PASS" if result["passed"] else "FAIL"
+    print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers within tolerance "
+          f"({elapsed:.1f} s)")
+    env = kr.environment()
+    if args.junit:
+        from .report import write_junit
+
+        write_junit(args.junit, args.model, result, elapsed)
+    if args.report:
+        from .report import write_check_report
+
+        write_check_report(args.report, args.model, result, env, inputs=args.inputs or f"random seed {args.seed}",
+                           samples=len(xs[0]))
+    return 0 if result["passed"] else 1
+
+
+# ---- parity run ---------------------------------------------------------------------------------
 def _run(args):
-    # Until the model-level suite lands, the main job is the layer-by-layer parity tests.
-    return subprocess.call([sys.executable, "-m", "pytest", "-q", "tests/scratch"])
+    from .suite import run_suite
+
+    return run_suite(args)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="parity", description="Keras vs scratch NumPy parity checks.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run every parity check and write reports/").set_defaults(func=_run)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except BadInput as exc:
+        print(f"parity: error: {_one_line(exc)}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("parity: interrupted", file=sys.stderr)
+        return 130

@@ -19,6 +19,7 @@ rule's ``reduction`` means.
 """
 
 import math
+import re
 
 import numpy as np
 
@@ -119,22 +120,20 @@ def effective_reductions(infos):
 
 # ---- comparison ---------------------------------------------------------------------------------
 def flatten_outputs(outputs):
-    """{name: array | [arrays]} -> {name or name[i]: array}; a single-element list stays ``name``."""
+    """{name: array | [arrays]} -> flat {name: array}, naming output i > 0 ``name[i]`` as the trace does."""
     flat = {}
     for name, value in outputs.items():
         if isinstance(value, (list, tuple)):
-            if len(value) == 1:
-                flat[name] = np.asarray(value[0])
-            else:
-                for i, v in enumerate(value):
-                    flat[f"{name}[{i}]"] = np.asarray(v)
+            for i, v in enumerate(value):
+                flat[name if i == 0 else f"{name}[{i}]"] = np.asarray(v)
         else:
             flat[name] = np.asarray(value)
     return flat
 
 
 def _base(name):
-    return name.split("[", 1)[0]
+    """The layer behind a trace name: ``lstm[1]`` and ``dense@2`` are outputs of ``lstm``/``dense``."""
+    return re.sub(r"@\d+", "", re.sub(r"\[\d+\]$", "", name))
 
 
 def _slim(stats):

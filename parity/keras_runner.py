@@ -28,6 +28,7 @@ def _import():
         import keras
         import tensorflow as tf
 
+        tf.get_logger().setLevel("ERROR")   # retracing warnings from probing many small models
         _KERAS.update(keras=keras, tf=tf)
     return _KERAS["keras"], _KERAS["tf"]
 
@@ -115,27 +116,26 @@ def _inbound_names(layer):
     return [l.name for l in _as_list(inbound)]
 
 
-def _call_inputs(model, nested):
-    """The outer-graph tensors ``nested`` (a model used as a layer) was called on."""
-    for node in getattr(nested, "_inbound_nodes", []):
-        tensors = getattr(node, "input_tensors", None)
-        if tensors is None:
-            continue
-        tensors = _as_list(tensors)
-        if all(any(t is o for o in _graph_tensors(model)) for t in tensors):
-            return tensors
-    return _as_list(nested._inbound_nodes[0].input_tensors)
+def _own_nodes(model, layer):
+    """The layer's call nodes that belong to ``model``'s graph, in call order (node 0 first)."""
+    nodes = list(getattr(layer, "_inbound_nodes", []))
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if by_depth:
+        ids = {id(n) for ns in by_depth.values() for n in ns}
+        own = [n for n in nodes if id(n) in ids]
+        if own:
+            return own
+    return nodes[:1]
 
 
-def _graph_tensors(model):
-    out = []
-    for l in model.layers:
-        try:
-            out.extend(_as_list(l.output))
-        except Exception:  # noqa: BLE001 - a layer with no single output
-            pass
-    out.extend(_as_list(model.inputs))
-    return out
+def _node_outputs(node):
+    out = getattr(node, "output_tensors", None)
+    return _as_list(out if out is not None else node.outputs)
+
+
+def _node_inputs(node):
+    ins = getattr(node, "input_tensors", None)
+    return _as_list(ins if ins is not None else node.inputs)
 
 
 def layer_infos(model, prefix=""):
@@ -188,32 +188,33 @@ def _jsonable(obj):
 
 
 def intermediate_outputs(model, x, *, batch_size=64, prefix=""):
-    """Ordered {qualified layer name: output ndarray (list for multi-output layers)} via predict."""
+    """Ordered {trace name: output ndarray (a list for multi-output layers)} via ``predict``.
+
+    Names follow the scratch trace: node k > 0 of a shared layer is ``name@k``, a nested model's
+    layers are ``outer/inner`` (``outer@k/inner``).
+    """
     api = _model_api(model)
-    layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
     tensors, slots = [], []
-    for layer in layers:
-        outs = _as_list(layer.output)
-        slots.append((layer, len(tensors), len(outs)))
-        tensors.extend(outs)
-    nested_inputs = {}
-    for layer in layers:
-        if _is_model(layer):
-            ins = _call_inputs(model, layer)
-            nested_inputs[layer.name] = (len(tensors), len(ins))
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        for k, node in enumerate(_own_nodes(model, layer)):
+            outs = _node_outputs(node)
+            ins = _node_inputs(node) if _is_model(layer) else []
+            slots.append((layer, k, len(tensors), len(outs), len(ins)))
+            tensors.extend(outs)
             tensors.extend(ins)
     probe = api.Model(model.inputs, tensors)
     values = _as_list(probe.predict(x, batch_size=batch_size, verbose=0))
     result = {}
-    for layer, start, n in slots:
-        name = prefix + layer.name
-        if _is_model(layer):
-            s, m = nested_inputs[layer.name]
-            feed = values[s: s + m]
-            result.update(intermediate_outputs(layer, feed[0] if m == 1 else feed, batch_size=batch_size,
+    for layer, k, start, n_out, n_in in slots:
+        name = prefix + layer.name + ("" if k == 0 else f"@{k}")
+        if n_in:
+            feed = values[start + n_out: start + n_out + n_in]
+            result.update(intermediate_outputs(layer, feed[0] if n_in == 1 else feed, batch_size=batch_size,
                                                prefix=name + "/"))
-        out = values[start: start + n]
-        result[name] = out[0] if n == 1 else out
+        out = values[start: start + n_out]
+        result[name] = out[0] if n_out == 1 else out
     return result
 
 
