@@ -113,6 +113,8 @@ class ReLU(Layer):
         self.max_value = None if max_value is None else float(max_value)
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
+        self._cut = float(np.float32(self.threshold))
+        self._cap = None if max_value is None else float(np.float32(self.max_value))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -120,9 +122,9 @@ class ReLU(Layer):
     def forward(self, x, training=False):
         x = self.cast(x)
         # Python floats stay weak scalars, so the arithmetic runs in x's dtype as Keras's does.
-        y = np.where(x > self.threshold, x, 0).astype(self.dtype)
-        if self.max_value is not None:
-            y = np.minimum(y, self.max_value)
+        y = np.where(x > self._cut, x, 0).astype(self.dtype)
+        if self._cap is not None:
+            y = np.minimum(y, self._cap)
         if self.negative_slope != 0.0:
             y = y - self.negative_slope * np.maximum(self.threshold - x, 0)
         self._cache = x
@@ -130,9 +132,9 @@ class ReLU(Layer):
 
     def backward(self, dout):
         x = self._cache
-        slope = x > self.threshold
-        if self.max_value is not None:
-            slope &= x < self.max_value
+        slope = x > self._cut
+        if self._cap is not None:
+            slope &= x < self._cap
         grad = slope.astype(self.dtype)
         if self.negative_slope != 0.0:
             grad = grad + self.negative_slope * (x < self.threshold)
