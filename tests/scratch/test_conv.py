@@ -1,5 +1,7 @@
 """Conv2D, LocallyConnected2D and ZeroPadding2D against the real Keras layers, plus gradient checks."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import tf_keras
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from parity.tolerance import assert_close
+from parity.tolerance import assert_close, compare
 from scratch import windows
 from scratch.base import LayerError, as_tuple
 from scratch.conv import Conv2D, LocallyConnected2D, ZeroPadding2D
@@ -29,19 +31,36 @@ def run_pair(keras_layer, scratch_cls, shape, seed, dtype="float32"):
     unbatched = (None,) + tuple(shape[1:])
     assert layer.compute_output_shape(unbatched) == tuple(keras_layer.compute_output_shape(unbatched))
     assert layer.count_params() == keras_layer.count_params()
-    return layer.forward(x), desired
+    return layer.forward(x), desired, keras_layer, x
 
 
+def keras_one_image_at_a_time(keras_layer, x):
+    return np.concatenate([np.asarray(keras_layer(x[i:i + 1])) for i in range(len(x))])
+
+
+# TF 2.21's oneDNN float32 conv (on by default on x86) returns uninitialized values for some tiny
+# batched inputs: batch >= 2, one input channel, width <= 5, strides (1, >1), kernel width > 1
+# (e.g. the pinned (2, 2, 3, 1) case). TF then disagrees with itself run one image at a time, and
+# with TF_ENABLE_ONEDNN_OPTS=0 or float64 it is right. Only when Keras is inconsistent with itself
+# like that does its per-image output become the reference, with a warning naming the case.
 def check_conv(cfg, shape, seed, dtype="float32"):
-    actual, desired = run_pair(keras.layers.Conv2D(**cfg, dtype=dtype), Conv2D, shape, seed, dtype)
+    actual, desired, keras_layer, x = run_pair(keras.layers.Conv2D(**cfg, dtype=dtype), Conv2D, shape, seed, dtype)
     kh, kw = as_tuple(cfg["kernel_size"], 2, "kernel_size")
     reduction = kh * kw * shape[-1] // cfg.get("groups", 1)
-    assert_close(actual, desired, kind="forward", label=f"Conv2D {cfg} {shape}", reduction=reduction)
+    label = f"Conv2D {cfg} {shape}"
+    try:
+        assert_close(actual, desired, kind="forward", label=label, reduction=reduction)
+    except AssertionError:
+        per_image = keras_one_image_at_a_time(keras_layer, x)
+        if compare(per_image, desired, reduction=reduction)["passed"]:
+            raise
+        warnings.warn(f"TF conv2d disagrees with itself batched vs per image on {label}; compared per image")
+        assert_close(actual, per_image, kind="forward", label=f"{label} per image", reduction=reduction)
 
 
 def check_local(cfg, shape, seed, dtype="float32"):
     layer = tf_keras.layers.LocallyConnected2D(**cfg, dtype=dtype)
-    actual, desired = run_pair(layer, LocallyConnected2D, shape, seed, dtype)
+    actual, desired, _, _ = run_pair(layer, LocallyConnected2D, shape, seed, dtype)
     kh, kw = as_tuple(cfg["kernel_size"], 2, "kernel_size")
     assert_close(actual, desired, kind="forward", label=f"LocallyConnected2D {cfg} {shape}",
                  reduction=kh * kw * shape[-1])
@@ -85,6 +104,8 @@ CONV_PINS = [
     (_conv(kernel_size=(5, 4), filters=4), (1, 5, 4, 3)),
     # grouped
     (_conv(kernel_size=3, filters=4, groups=2, padding="same", strides=2), (2, 5, 6, 4)),
+    # where TF's oneDNN float32 conv is wrong (see check_conv)
+    (_conv(filters=1, kernel_size=(1, 2), strides=(1, 2), use_bias=False), (2, 2, 3, 1)),
 ]
 
 
@@ -99,8 +120,28 @@ CONV_PINS = [
 @example(case=(*CONV_PINS[7], 8))
 @example(case=(*CONV_PINS[8], 9))
 @example(case=(*CONV_PINS[9], 10))
+@example(case=(*CONV_PINS[10], 11))
 def test_conv2d_matches_keras(case):
     check_conv(*case)
+
+
+def test_conv2d_where_tf_onednn_float32_is_wrong():
+    # The pinned case on which oneDNN's batched float32 conv misbehaves: scratch must still equal
+    # Keras one image at a time, and Keras batched in float64 (no oneDNN there).
+    cfg, shape = CONV_PINS[10]
+    x = np.random.default_rng(4).normal(size=shape)
+    k32, k64 = keras.layers.Conv2D(**cfg), keras.layers.Conv2D(**cfg, dtype="float64")
+    k32.build(shape)
+    k64.build(shape)
+    weights = randomize_keras_weights(k32, np.random.default_rng(5))
+    k64.set_weights([w.astype("float64") for w in weights])
+    layer = Conv2D(**cfg)
+    layer.build(shape)
+    layer.set_weights(weights)
+    x32 = x.astype("float32")
+    assert_close(layer.forward(x32), keras_one_image_at_a_time(k32, x32), kind="forward", label="per image", reduction=2)
+    assert_close(layer.to_dtype("float64").forward(x), np.asarray(k64(x)), kind="forward", label="float64",
+                 reduction=2)
 
 
 @pytest.mark.parametrize("cfg, shape", CONV_PINS[:4] + CONV_PINS[4::2])
@@ -157,7 +198,7 @@ PADDINGS = st.one_of(
 @example(padding=(0, 2), shape=(1, 3, 3, 1))
 def test_zero_padding2d_matches_keras(padding, shape):
     for dtype in ("float32", "float64"):
-        actual, desired = run_pair(keras.layers.ZeroPadding2D(padding, dtype=dtype), ZeroPadding2D, shape, 5, dtype)
+        actual, desired, _, _ = run_pair(keras.layers.ZeroPadding2D(padding, dtype=dtype), ZeroPadding2D, shape, 5, dtype)
         assert_close(actual, desired, kind="forward", label=f"ZeroPadding2D {padding} {shape} {dtype}")
 
 
