@@ -456,7 +456,7 @@ def _make_all(layer_cfgs, flavor, source):
     for lc in layer_cfgs:
         try:
             layers.append(_make(lc, flavor, source))
-        except LayerError as exc:
+        except (LayerError, ValueError, TypeError) as exc:
             name = lc.get("config", {}).get("name") or lc.get("name")
             problems.append((str(name), lc.get("class_name"), f"unsupported configuration: {exc}"))
     if problems:

@@ -70,11 +70,17 @@ def _object_problem(obj):
     if cls in CODE_CLASSES:
         return CODE_CLASSES[cls]
     module = obj.get("module")
-    if isinstance(module, str) and not _is_keras_module(module):
-        return f"custom object {cls!r} from module {module!r}; the engine never imports modules named in a file"
     registered = obj.get("registered_name")
-    if isinstance(registered, str) and ">" in registered:
-        return f"custom registered object {registered!r}; the engine runs only built-in Keras classes"
+    custom_module = isinstance(module, str) and not _is_keras_module(module)
+    custom_name = isinstance(registered, str) and ">" in registered
+    if not (custom_module or custom_name):
+        return None
+    what = f"custom object {cls!r}"
+    if custom_name:
+        what += f" registered as {registered!r}"
+    if custom_module:
+        what += f" from module {module!r}"
+    return what + "; the engine runs only built-in Keras classes and never imports modules named in a file"
     return None
 
 
