@@ -99,7 +99,7 @@ def bench_resnet50(rng, batch=2):
             continue
         in_shape = (batch,) + tuple(k_layer.input.shape[1:])
         layer = cls(**k_layer.get_config())
-        layer.build(in_shape, rng=rng) if k_layer.get_weights() else layer.build(in_shape)
+        layer.build(in_shape, rng=rng)
         inp = rng.normal(size=in_shape).astype(np.float32)
         start = time.perf_counter()
         layer.forward(inp)

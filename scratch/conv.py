@@ -18,6 +18,12 @@ def _positive_int(name, value):
     return int(value)
 
 
+def _check_built(layer):
+    if "kernel" not in layer.weights:
+        raise LayerError(f"{type(layer).__name__} '{layer.name}' has no weights yet: call build(input_shape) "
+                         "or set_weights first")
+
+
 def _init_weight(rng, shape, fan_in, dtype):
     if rng is None:
         return np.zeros(shape, dtype=dtype)
@@ -103,8 +109,9 @@ class Conv2D(Layer):
         return patches.reshape(m, kk, g, k // (kk * g)).transpose(2, 0, 1, 3).reshape(g, m, k // g)
 
     def _setup(self, x):
-        _, h, w, c = x.shape
+        _check_built(self)
         self._check_input(x.shape)
+        _, h, w, c = x.shape
         if self.weights["kernel"].shape[2] * self.groups != c:
             raise LayerError(f"Conv2D '{self.name}' was built for {self.weights['kernel'].shape[2] * self.groups} "
                              f"input channels. Received: input shape {x.shape}")
@@ -139,6 +146,7 @@ class Conv2D(Layer):
         n, oh, ow, f = dz.shape
         kh, kw = self.kernel_size
         g = self.groups
+        cg = xp.shape[-1] // g
         win = windows.windows(xp, self.kernel_size, self.strides, self.dilation_rate, (oh, ow))
         wk = self._group_kernel()
         dwk = np.zeros_like(wk)
@@ -151,10 +159,8 @@ class Conv2D(Layer):
             dzg = dz[bs, rs].reshape(-1, g, f // g).transpose(1, 0, 2)              # (G, M, F/G)
             dwk += np.matmul(pg.transpose(0, 2, 1), dzg)
             dpg = np.matmul(dzg, wk.transpose(0, 2, 1))                             # (G, M, K/G)
-            cg = xp.shape[-1] // g
             dpatches = dpg.reshape(g, -1, kh * kw, cg).transpose(1, 2, 0, 3).reshape(nb, nr, ow, kh, kw, g * cg)
             windows.col2im_add(dxp, dpatches, bs, rs, self.strides, self.dilation_rate)
-        cg = xp.shape[-1] // g
         self.grads["kernel"] = dwk.transpose(1, 0, 2).reshape(kh, kw, cg, f)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=(0, 1, 2))
@@ -221,6 +227,7 @@ class LocallyConnected2D(Layer):
         self.built = True
 
     def _windows(self, x):
+        _check_built(self)
         _, oh, ow, _ = self.compute_output_shape(x.shape)
         kernel = self.weights["kernel"]
         if kernel.shape[:2] != (oh * ow, self.kernel_size[0] * self.kernel_size[1] * x.shape[-1]):

@@ -301,6 +301,8 @@ def test_conv2d_rejects_bad_arguments(kwargs, message):
 
 
 def test_conv2d_rejects_bad_inputs():
+    with pytest.raises(LayerError, match=r"Conv2D 'c' has no weights yet: call build\(input_shape\) or set_weights"):
+        Conv2D(1, 2, name="c").forward(np.zeros((1, 4, 4, 1)))
     with pytest.raises(LayerError, match=r"input channels must be divisible by groups. Received: channels=3, groups=2"):
         Conv2D(4, 3, groups=2).build((None, 5, 5, 3))
     with pytest.raises(LayerError, match=r"Conv2D: computed output size would be zero or negative for input size "
@@ -327,6 +329,8 @@ def test_locally_connected2d_rejects_bad_arguments(kwargs, message):
 
 
 def test_locally_connected2d_rejects_bad_inputs():
+    with pytest.raises(LayerError, match=r"LocallyConnected2D 'l' has no weights yet"):
+        LocallyConnected2D(1, 2, name="l").forward(np.zeros((1, 4, 4, 1)))
     with pytest.raises(LayerError, match=r"needs fully defined spatial dimensions"):
         LocallyConnected2D(1, 2).build((None, None, 4, 1))
     with pytest.raises(LayerError, match=r"computed output size would be zero or negative"):
