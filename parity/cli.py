@@ -91,10 +91,16 @@ def _fixed_shape(name, shape, n):
 def read_inputs(path, model, samples):
     """Arrays from an .npz for each model input (by name, else arr_i in order); exit-2 errors."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise BadInput(_one_line(f"--inputs {path}: cannot read as .npz: {exc}")) from None
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):   # a plain .npy: one array for a one-input model
+            arrays = {"arr_0": data}
+        else:
+            with data:
+                arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile, pickle and format errors all mean "unreadable"
+        raise BadInput(_one_line(f"--inputs {path}: cannot read as .npz: {type(exc).__name__}: {exc}")) from None
+    if not arrays:
+        raise BadInput(f"--inputs {path}: the file holds no arrays")
     names = model.input_names
     xs = []
     for i, (name, shape, dtype) in enumerate(zip(names, model.input_shapes, model.input_dtypes)):

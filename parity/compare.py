@@ -5,7 +5,10 @@ Inputs are plain data, so this module imports neither TensorFlow nor the scratch
   layer with several outputs}. Nested models' layers use qualified names (``encoder/conv2d``).
 - ``infos``: what ``parity.keras_runner.layer_infos`` says about each layer (class, config,
   input shapes, inbound layer names).
-- optionally ``truth``: the scratch trace run in float64, the error budget's reference.
+- optionally ``truth``: the scratch trace run in float64, the error budget's reference. It
+  arbitrates *rounding*: which float32 side lost more precision. It shares scratch's semantics, so
+  a semantic bug in scratch (a padding split, a gate order) moves the truth too, and then Keras
+  looks "further"; the verdict says so when Keras is beyond rounding error from the truth.
 
 Tolerance per layer
 -------------------
@@ -222,6 +225,10 @@ def _reason(row):
     if t:
         msg += (f"; vs float64 truth: Keras {t['keras_max_abs']:.3e}, scratch {t['scratch_max_abs']:.3e} "
                 f"-> {t['further']} is further from the truth")
+        if not t["keras_passed"]:
+            # The truth is scratch's own math in float64: it arbitrates rounding, not semantics.
+            msg += (" (Keras is beyond rounding error from the float64 scratch truth: a semantic difference "
+                    "in scratch, e.g. padding or gate order, moves the truth with it)")
     return msg
 
 
