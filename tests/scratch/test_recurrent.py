@@ -140,19 +140,23 @@ def test_tf_keras_hard_sigmoid_needs_its_own_activation(kind, extra):
             assert np.max(np.abs(actual - desired)) > 1e-3
 
 
-def test_stacked_sequence_model_with_embedding_mask():
-    """Embedding(mask_zero) -> LSTM -> GRU -> SimpleRNN, masks flowing through compute_mask as in Keras."""
-    rng = np.random.default_rng(11)
-    batch, steps = 4, 8
-    ids = rng.integers(1, 9, size=(batch, steps))
-    ids[0, 5:] = 0          # right padding
-    ids[1, :3] = 0          # left padding
-    ids[2, [1, 4]] = 0      # holes
-    ids[3, :] = 0           # nothing real
-    k_layers = [keras.layers.Embedding(9, 3, mask_zero=True),
-                keras.layers.LSTM(4, return_sequences=True),
-                keras.layers.GRU(3, return_sequences=True, go_backwards=True),
-                keras.layers.SimpleRNN(2)]
+KINDS = st.sampled_from(["SimpleRNN", "LSTM", "GRU"])
+
+
+@given(kinds=st.tuples(KINDS, KINDS, KINDS), units=st.tuples(*[st.integers(1, 4)] * 3),
+       backwards=st.tuples(*[st.booleans()] * 3), mask_mode=st.sampled_from(["right", "left", "random"]),
+       batch=st.integers(1, 4), steps=st.integers(1, 10), seed=st.integers(0, 2**16))
+@example(kinds=("LSTM", "GRU", "SimpleRNN"), units=(4, 3, 2), backwards=(False, True, False), mask_mode="random",
+         batch=4, steps=8, seed=0)
+def test_stacked_layers_with_embedding_mask(kinds, units, backwards, mask_mode, batch, steps, seed):
+    """Embedding(mask_zero) -> RNN(return_sequences) -> RNN(return_sequences) -> RNN, masks flowing
+    through compute_mask exactly as they flow through a Keras Sequential model."""
+    rng = np.random.default_rng(seed)
+    real = make_mask(rng, mask_mode, batch, steps)
+    ids = np.where(real, rng.integers(1, 9, size=(batch, steps)), 0)
+    k_layers = [keras.layers.Embedding(9, 3, mask_zero=True)]
+    for i, (kind, u, back) in enumerate(zip(kinds, units, backwards)):
+        k_layers.append(getattr(keras.layers, kind)(u, return_sequences=i < 2, go_backwards=back))
     model = keras.Sequential([keras.Input((steps,), dtype="int32")] + k_layers)
     s_layers = []
     for kl in k_layers:
@@ -167,7 +171,7 @@ def test_stacked_sequence_model_with_embedding_mask():
         mask = sl.compute_mask(h, mask)
         h = out
     assert mask is None
-    assert_close(h, desired, kind="forward", label="stacked RNNs", reduction=steps * 8)
+    assert_close(h, desired, kind="forward", label=f"stacked {kinds} {mask_mode}", reduction=steps * 8)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
