@@ -97,6 +97,12 @@ class ReLU(Layer):
 
     i.e. ``x`` above the threshold (capped at ``max_value``), ``negative_slope * (x - threshold)``
     below it, and 0 at the threshold itself. Any shape in, same shape out. No weights.
+
+    As in Keras's TensorFlow backend, some constants are rounded to float32 even in float64:
+    the ``x > threshold`` test and the ``max_value`` cap (``ops.cast`` of a Python float goes
+    through a float32 tensor), and ``negative_slope`` when Keras takes its ``tf.nn.leaky_relu``
+    shortcut (no max_value, threshold 0: the op's ``alpha`` attribute is a 32-bit float). The
+    negative part otherwise uses the exact threshold and slope.
     """
 
     supports_masking = True
@@ -115,6 +121,8 @@ class ReLU(Layer):
         self.threshold = float(threshold)
         self._cut = float(np.float32(self.threshold))
         self._cap = None if max_value is None else float(np.float32(self.max_value))
+        leaky = max_value is None and self.threshold == 0.0
+        self._slope = float(np.float32(self.negative_slope)) if leaky else self.negative_slope
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -126,7 +134,7 @@ class ReLU(Layer):
         if self._cap is not None:
             y = np.minimum(y, self._cap)
         if self.negative_slope != 0.0:
-            y = y - self.negative_slope * np.maximum(self.threshold - x, 0)
+            y = y - self._slope * np.maximum(self.threshold - x, 0)
         self._cache = x
         return y
 
@@ -137,7 +145,7 @@ class ReLU(Layer):
             slope &= x < self._cap
         grad = slope.astype(self.dtype)
         if self.negative_slope != 0.0:
-            grad = grad + self.negative_slope * (x < self.threshold)
+            grad = grad + self._slope * (x < self.threshold)
         return (self.cast(dout) * grad).astype(self.dtype)
 
 

@@ -131,6 +131,7 @@ relu_threshold = st.one_of(st.just(0.0), st.floats(0.0, 4.0))
 @example(max_value=6.0, negative_slope=0.0, threshold=0.0, dtype="float32", seed=0)      # relu6 path
 @example(max_value=None, negative_slope=0.3, threshold=0.0, dtype="float32", seed=0)     # leaky_relu path
 @example(max_value=None, negative_slope=1.5, threshold=0.0, dtype="float64", seed=0)     # slope > 1
+@example(max_value=None, negative_slope=0.41266628173767483, threshold=0.0, dtype="float64", seed=0)  # f32 alpha
 @example(max_value=2.0, negative_slope=0.5, threshold=3.0, dtype="float32", seed=0)      # cap below threshold
 @example(max_value=0.0, negative_slope=0.0, threshold=0.0, dtype="float64", seed=0)
 @example(max_value=5.0, negative_slope=0.2, threshold=1.0, dtype="float32", seed=0)
