@@ -21,6 +21,7 @@ from .base import Layer, LayerError
 
 class _Merge(Layer):
     supports_masking = True
+    _min_inputs, _max_inputs = 1, float("inf")
 
     def build(self, input_shape, rng=None):
         self.compute_output_shape(input_shape)
@@ -52,8 +53,8 @@ class _Merge(Layer):
         grads = self._merge_backward(np.broadcast_to(self.cast(dout), self._out_shape))
         return [_unbroadcast(g, s).astype(self.dtype) for g, s in zip(grads, self._in_shapes)]
 
-    def _prepare(self, inputs, masks=None):
-        """Cast, rank-align and broadcast the inputs (and masks) to the output shape."""
+    def _prepare(self, inputs, masks=None, with_masks=False):
+        """Cast, rank-align and broadcast the inputs (and, if asked, the masks) to the output shape."""
         if not isinstance(inputs, (list, tuple)):
             raise LayerError(f"A merge layer should be called on a list of inputs. Received: inputs of type "
                              f"{type(inputs).__name__}")
@@ -63,19 +64,17 @@ class _Merge(Layer):
         self._in_shapes = [x.shape for x in xs]
         self._out_shape = self.compute_output_shape([x.shape for x in xs])
         rank = len(self._out_shape)
-        if masks is not None and any(x.ndim != rank for x in xs):
-            masks = [None] * len(xs)  # Keras's rank-aligning reshape drops the masks attached to the inputs
+        if masks is None or any(x.ndim != rank for x in xs):
+            masks = [None] * len(xs)  # (Keras's rank-aligning reshape drops the masks attached to the inputs)
         xs = [np.broadcast_to(x.reshape(x.shape[:1] + (1,) * (rank - x.ndim) + x.shape[1:]), self._out_shape)
               for x in xs]
-        if masks is None:
+        if not with_masks:
             return xs
         if len(masks) != len(xs):
             raise LayerError(f"Expected one mask per input ({len(xs)}). Received {len(masks)} masks")
         return xs, [None if m is None else np.broadcast_to(
             np.broadcast_to(np.asarray(m, dtype=bool)[..., None], shape), self._out_shape)
             for m, shape in zip(masks, self._in_shapes)]
-
-    _min_inputs, _max_inputs = 1, float("inf")
 
     def _count_error(self, n):
         return f"A merge layer should be called on a list of at least 1 input. Received {n} inputs."
@@ -128,7 +127,7 @@ class Multiply(_Merge):
     consumes_mask = True
 
     def forward(self, inputs, mask=None, training=False):
-        xs, masks = self._prepare(inputs, [None] * len(inputs) if mask is None else mask)
+        xs, masks = self._prepare(inputs, mask, with_masks=True)
         xs = [x if m is None else np.where(m, x, 1).astype(self.dtype) for x, m in zip(xs, masks)]
         out_mask = None if any(m is None for m in masks) else np.logical_or.reduce(masks)
         out = xs[0]
@@ -159,7 +158,7 @@ class _FoldMerge(_Merge):
     consumes_mask = True
 
     def forward(self, inputs, mask=None, training=False):
-        xs, masks = self._prepare(inputs, [None] * len(inputs) if mask is None else mask)
+        xs, masks = self._prepare(inputs, mask, with_masks=True)
         out, out_mask = xs[0], masks[0]
         steps = []
         for x, m in zip(xs[1:], masks[1:]):
