@@ -46,8 +46,8 @@ def scratch_layers(model):
 
 def test_training_learned_something(trained):
     model, x, y = trained
-    # Guards the premise: weights after two epochs are far from their initialization.
-    assert np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y) > 0.8
+    # Guards the premise that the weights were trained (about 0.8 here; chance is 0.1).
+    assert np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y) > 0.5
 
 
 def test_scratch_reproduces_every_layer_and_the_predictions(trained):
