@@ -516,16 +516,20 @@ def _build_functional(config, flavor, source):
     available = {(r[0], r[1]) for r in inputs}   # (layer, node) calls already placed
     available |= {(layer.name, 0) for layer in layers if isinstance(layer, InputLayer)}
     ordered = []
-    while pending:   # Keras's own rule: run every node whose inputs exist, until none is left
-        ready = [n for n in pending if all((r[0], r[1]) in available for r in n.refs())]
-        if not ready:
+    while pending:   # Keras's own loop: sweep the layers in config order, placing each call once its inputs exist
+        placed = False
+        for layer in layers:
+            for n in [n for n in pending if n.layer is layer]:
+                if not all((r[0], r[1]) in available for r in n.refs()):
+                    break
+                pending.remove(n)
+                ordered.append(n)
+                available.add((n.layer.name, n.index))
+                placed = True
+        if not placed:
             missing = sorted({r for n in pending for r in n.refs() if (r[0], r[1]) not in available})
             raise GraphError(f"model '{config.get('name')}'{' in ' + str(source) if source else ''}: the graph "
                              f"refers to tensors that no layer produces, or has a cycle: {missing[:5]}")
-        for n in ready:
-            pending.remove(n)
-            ordered.append(n)
-            available.add((n.layer.name, n.index))
     for r in outputs:
         if (r[0], r[1]) not in available:
             raise GraphError(f"model '{config.get('name')}': output {tuple(r)} is not produced by the graph")
