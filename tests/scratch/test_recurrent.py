@@ -283,6 +283,8 @@ def check_rnn_gradients(layer, x, *, mask, init, none_outputs, rng, label):
          units=3, features=2, steps=6, batch=2, mask_mode="random", with_state=False, drop_output=False, seed=1)
 @example(flags={**DEFAULT_FLAGS, "return_state": True}, units=2, features=1, steps=4, batch=2,
          mask_mode="right", with_state=True, drop_output=True, seed=2)
+@example(flags={**DEFAULT_FLAGS, "activation": "sigmoid", "use_bias": False}, units=1, features=1, steps=4,
+         batch=1, mask_mode="none", with_state=True, drop_output=False, seed=0)  # d(initial_state) ~ 7e-8
 def test_gradients(kind, flags, units, features, steps, batch, mask_mode, with_state, drop_output, seed):
     rng = np.random.default_rng(seed)
     layer = SCRATCH[kind](units, dtype="float64", **keras_flags(kind, flags))

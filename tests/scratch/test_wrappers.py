@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from parity.tolerance import assert_close, assert_gradient_close, numerical_gradient
+from parity.tolerance import EPS64, GRADIENT_STEP, assert_close, assert_gradient_close, numerical_gradient
 from scratch.base import LayerError
 from scratch.recurrent import GRU, LSTM, SimpleRNN
 from scratch.wrappers import Bidirectional, TimeDistributed
@@ -109,6 +109,12 @@ def test_bidirectional_matches_keras(kind, merge_mode, return_sequences, return_
             np.testing.assert_array_equal(sm, np.asarray(km))
 
 
+# Centered differences at h = GRADIENT_STEP on an O(1) objective carry ~EPS64 / h of rounding noise, so a
+# contracting recurrence can push d(initial_state) below what a rel_error of 1e-6 can measure.
+FD_NOISE = EPS64 / GRADIENT_STEP
+FD_RESOLUTION = FD_NOISE / 1e-6
+
+
 def check_bidirectional_gradients(layer, x, mask, init, drop_first, rng, label):
     """check_layer_gradients extended to initial states and outputs that receive no gradient."""
     kwargs = dict(mask=mask, initial_state=init)
@@ -121,7 +127,12 @@ def check_bidirectional_gradients(layer, x, mask, init, drop_first, rng, label):
         return sum(np.sum(o * d) for o, d in zip(as_list(layer.forward(x, **kwargs)), douts) if d is not None)
 
     for i, (arr, grad) in enumerate(zip([x] + list(init), res)):
-        assert_gradient_close(grad, numerical_gradient(objective, arr, 1.0), label=f"{label} input {i}")
+        numeric = numerical_gradient(objective, arr, 1.0)
+        if i > 0 and np.max(np.abs(grad) + np.abs(numeric)) < FD_RESOLUTION:
+            # Below what centered differences resolve (see test_recurrent.py): compare with the noise.
+            assert np.max(np.abs(grad - numeric)) <= FD_NOISE, f"{label} input {i}: {grad} vs {numeric}"
+            continue
+        assert_gradient_close(grad, numeric, label=f"{label} input {i}")
     for n in layer.active_weight_names():
         assert_gradient_close(analytic_w[n], numerical_gradient(objective, layer.weights[n], 1.0),
                               label=f"{label} d{n}")
@@ -132,6 +143,8 @@ def check_bidirectional_gradients(layer, x, mask, init, drop_first, rng, label):
          features=2, steps=4, batch=2, mask_mode="left", with_state=True, seed=0)
 @example(kind="GRU", merge_mode=None, return_sequences=True, return_state=False, own_backward=True, units=2,
          features=2, steps=5, batch=2, mask_mode="random", with_state=False, seed=1)
+@example(kind="LSTM", merge_mode="concat", return_sequences=False, return_state=True, own_backward=True, units=1,
+         features=1, steps=4, batch=1, mask_mode="right", with_state=True, seed=515)  # d(initial_state) ~ 3e-6
 def test_bidirectional_gradients(kind, merge_mode, return_sequences, return_state, own_backward, units, features,
                                  steps, batch, mask_mode, with_state, seed):
     rng = np.random.default_rng(seed)
