@@ -7,7 +7,9 @@ the output are passed to ``backward`` so that each derivative can use whichever 
 Definitions follow ``keras/src/activations`` and the TensorFlow backend ops:
 - hard_sigmoid is Keras 3's ``relu6(x + 3) / 6`` (tf_keras's older ``clip(0.2x + 0.5, 0, 1)`` is
   ``hard_sigmoid_tf_keras``, selectable by name for tf_keras files);
-- gelu is the exact erf form (Keras's default ``approximate=False``);
+- gelu is the erf form (Keras's default ``approximate=False``), written as TF writes it:
+  ``0.5 * x * erfc(-x * c)`` where c is 1/sqrt(2) rounded to float32 even in float64, because
+  ``tf.nn.gelu`` builds the constant through a float32 tensor;
 - selu uses alpha=1.67326324, scale=1.05070098; elu uses alpha=1;
 - swish is ``x * sigmoid(x)`` (Keras registers it as an alias of silu);
 - softmax works over the last axis unless an axis is given.
@@ -22,8 +24,9 @@ from .base import LayerError
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
-# NumPy has no erf; math.erf is exact, and gelu is never on a hot conv path.
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+# NumPy has no erfc; math.erfc is exact, and gelu is never on a hot conv path.
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+_GELU_C = float(np.float32(1.0 / math.sqrt(2.0)))
 
 
 def sigmoid(x):
@@ -46,12 +49,12 @@ def _softmax_backward(y, dy, axis=-1):
 
 
 def _gelu(x):
-    return (0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
+    return (0.5 * x * _erfc(-x * _GELU_C)).astype(x.dtype)
 
 
 def _gelu_backward(x, y, dy):
-    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
-    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    cdf = 0.5 * _erfc(-x * _GELU_C)
+    pdf = np.exp(-np.square(x * _GELU_C)) * (_GELU_C / math.sqrt(math.pi))
     return (dy * (cdf + x * pdf)).astype(x.dtype)
 
 
@@ -88,12 +91,14 @@ _ACTIVATIONS = {
     "tanh": (np.tanh, lambda x, y, dy: dy * (1.0 - y * y)),
     "softmax": (softmax, lambda x, y, dy: _softmax_backward(y, dy)),
     "elu": (_elu, lambda x, y, dy: dy * np.where(x > 0, 1.0, y + 1.0)),
-    "selu": (_selu, lambda x, y, dy: dy * np.where(x > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA)),
+    # At a kink the derivative is a convention; these take TensorFlow's (SeluGrad uses scale at 0,
+    # clip_by_value passes the gradient at its bounds).
+    "selu": (_selu, lambda x, y, dy: dy * np.where(x < 0, y + _SELU_SCALE * _SELU_ALPHA, _SELU_SCALE)),
     "gelu": (_gelu, _gelu_backward),
     "swish": (_swish, _swish_backward),
     "silu": (_swish, _swish_backward),
     "hard_sigmoid": (_hard_sigmoid, lambda x, y, dy: dy * ((x > -3.0) & (x < 3.0)) / 6.0),
-    "hard_sigmoid_tf_keras": (_hard_sigmoid_tf_keras, lambda x, y, dy: dy * ((x > -2.5) & (x < 2.5)) * 0.2),
+    "hard_sigmoid_tf_keras": (_hard_sigmoid_tf_keras, lambda x, y, dy: dy * ((x >= -2.5) & (x <= 2.5)) * 0.2),
 }
 
 NAMES = tuple(_ACTIVATIONS)

@@ -78,6 +78,10 @@ class Layer:
         """The weights this configuration has (e.g. no bias when use_bias=False), in Keras order."""
         return tuple(self.weight_names)
 
+    def trainable_weight_names(self):
+        """The weights that receive gradients (state such as BN's moving statistics does not)."""
+        return self.active_weight_names()
+
     def get_weights(self):
         return [self.weights[n] for n in self.active_weight_names()]
 
@@ -108,7 +112,7 @@ class Layer:
         return int(sum(w.size for w in self.get_weights()))
 
     def get_gradients(self):
-        return [self.grads[n] for n in self.active_weight_names()]
+        return [self.grads[n] for n in self.trainable_weight_names()]
 
     def to_dtype(self, dtype):
         """Switch compute dtype and cast the weights (used for the float64 'truth' run)."""

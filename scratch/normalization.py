@@ -72,9 +72,6 @@ class BatchNormalization(Layer):
         names = ("gamma",) * self.scale + ("beta",) * self.center
         return names + ("moving_mean", "moving_variance")
 
-    def get_gradients(self):
-        return [self.grads[n] for n in self.trainable_weight_names()]
-
     def build(self, input_shape, rng=None):
         input_shape = tuple(input_shape)
         channels = input_shape[self._channel_axis(len(input_shape))]

@@ -52,7 +52,7 @@ def check_layer_gradients(layer, inputs, *, rng, label, forward_kwargs=None, arg
             continue
         num = numerical_gradient(objective, x, 1.0)
         errors[f"dx{i}"] = assert_gradient_close(np.asarray(dx, np.float64), num, label=f"{label} dx{i}")
-    for name in layer.active_weight_names():
+    for name in layer.trainable_weight_names():
         w = layer.weights[name]
         num = numerical_gradient(objective, w, 1.0)
         errors[name] = assert_gradient_close(analytic_w[name], num, label=f"{label} d{name}")

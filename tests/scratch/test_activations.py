@@ -44,12 +44,9 @@ def inputs(dtype):
                       elements=st.floats(-100, 100, width=np.dtype(dtype).itemsize * 8))
 
 
-# Known finding (see the report): tf.nn.gelu builds its 1/sqrt(2) constant through a float32 tensor, so
-# Keras's float64 gelu is 0.5*x*erfc(-x*0.70710677) and differs from the exact form scratch uses by up to
-# ~5e-9 (about 2e7 ulps). Strict: once scratch.activations mirrors the constant these flip to failures.
-GELU64 = pytest.mark.xfail(strict=True, reason="float64 gelu: TF's float32-rounded 1/sqrt(2) constant")
-NAME_DTYPE = [pytest.param(n, d, marks=GELU64 if (n, d) == ("gelu", "float64") else ())
-              for n in activations.NAMES for d in ("float32", "float64")]
+# float64 gelu pins a finding: tf.nn.gelu builds its 1/sqrt(2) through a float32 tensor, so Keras's
+# float64 gelu is 0.5*x*erfc(-x*0.70710677); the exact constant is ~5e-9 (millions of ulps) away.
+NAME_DTYPE = [(n, d) for n in activations.NAMES for d in ("float32", "float64")]
 
 
 def away_from_kinks(x, gap=1e-3):
@@ -117,24 +114,15 @@ def test_backward_matches_tensorflow_autodiff(name, dtype):
                  reduction=x.shape[-1] if name == "softmax" else 1)
 
 
-# At a kink the derivative is a convention. These agree with TensorFlow's choice there:
-AGREEING_KINKS = [("relu", 0.0), ("elu", 0.0), ("hard_sigmoid", 3.0), ("hard_sigmoid", -3.0)]
-# ...and these do not (see the report): TF's SeluGrad takes the right derivative (scale) at 0 and
-# tf.clip_by_value passes the gradient at its bounds, so tf_keras's hard_sigmoid has slope 0.2 at +-2.5.
-DIFFERING_KINKS = [("selu", 0.0), ("hard_sigmoid_tf_keras", 2.5), ("hard_sigmoid_tf_keras", -2.5)]
+# At a kink the derivative is a convention; scratch takes TensorFlow's. TF's SeluGrad takes the right
+# derivative (scale) at 0 and tf.clip_by_value passes the gradient at its bounds, so tf_keras's
+# hard_sigmoid has slope 0.2 at +-2.5.
+KINKS_AT = [("relu", 0.0), ("elu", 0.0), ("hard_sigmoid", 3.0), ("hard_sigmoid", -3.0),
+            ("selu", 0.0), ("hard_sigmoid_tf_keras", 2.5), ("hard_sigmoid_tf_keras", -2.5)]
 
 
-@pytest.mark.parametrize("name,kink", AGREEING_KINKS)
+@pytest.mark.parametrize("name,kink", KINKS_AT)
 def test_kink_derivative_convention_matches_tensorflow(name, kink):
-    x = np.array([[kink]])
-    act = activations.get(name)
-    np.testing.assert_allclose(act.backward(x, act.forward(x), np.ones_like(x)),
-                               keras_gradient(name, x, np.ones_like(x)), rtol=1e-12)
-
-
-@pytest.mark.xfail(strict=True, reason="scratch.activations picks the other one-sided derivative at this kink")
-@pytest.mark.parametrize("name,kink", DIFFERING_KINKS)
-def test_kink_derivative_convention_differs_from_tensorflow(name, kink):
     x = np.array([[kink]])
     act = activations.get(name)
     np.testing.assert_allclose(act.backward(x, act.forward(x), np.ones_like(x)),

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import assume, example, given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axi
 DTYPES = st.sampled_from(["float32", "float64"])
 SEEDS = st.integers(0, 2**31 - 1)
 KERAS_ACTIVATIONS = [n for n in activations.NAMES if n != "hard_sigmoid_tf_keras"]
-
-
-def skip_known_gelu64(activation, dtype):
-    # Known finding, pinned by a strict xfail in test_activations.py: Keras's float64 gelu uses a
-    # float32-rounded 1/sqrt(2); scratch.activations does not (yet).
-    assume(not (activation == "gelu" and dtype == "float64"))
 
 
 def shapes(min_rank=1, max_rank=4, max_side=5):
@@ -63,7 +57,6 @@ def check_contract(mine, keras_layer, input_shape):
 @example(shape=(2, 3, 2), in_dim=7, units=5, activation="softmax", use_bias=False, dtype="float64", seed=1)
 @example(shape=(3,), in_dim=32, units=16, activation="gelu", use_bias=True, dtype="float32", seed=2)
 def test_dense_matches_keras(shape, in_dim, units, activation, use_bias, dtype, seed):
-    skip_known_gelu64(activation, dtype)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(*shape, in_dim)).astype(dtype)
     k = keras.layers.Dense(units, activation=activation, use_bias=use_bias, dtype=dtype)
@@ -105,7 +98,6 @@ def _dense_input_away_from_kinks(layer, rng, shape):
 @given(shape=shapes(2, 4), activation=st.sampled_from(KERAS_ACTIVATIONS), dtype=DTYPES, seed=SEEDS)
 @example(shape=(2, 3, 4), activation="softmax", dtype="float32", seed=0)
 def test_activation_layer_matches_keras(shape, activation, dtype, seed):
-    skip_known_gelu64(activation, dtype)
     x = (np.random.default_rng(seed).normal(size=shape) * 4).astype(dtype)
     k = keras.layers.Activation(activation, dtype=dtype)
     mine = Activation(**k.get_config())
