@@ -119,7 +119,9 @@ def _check_layers(layer_cfgs, problems, prefix):
             if reason is None:
                 _check_layers(cfg.get("layers", []), problems, prefix=name + "/")
                 continue
-        if reason is None:
+        if reason is None and is_op(lc):
+            reason = None if cls in OPS else "Keras operation with no scratch implementation"
+        elif reason is None:
             reason = _layer_problem(cls, cfg)
         if reason is not None:
             problems.append((name, cls, reason))
@@ -128,8 +130,6 @@ def _check_layers(layer_cfgs, problems, prefix):
 def _layer_problem(cls, cfg):
     if cls == "InputLayer":
         return None
-    if cls in OPS:
-        return _nested_problem(cfg)
     if cls not in LAYER_MODULES:
         return "no scratch implementation of this layer type"
     if cls in WRAPPERS:
@@ -178,8 +178,8 @@ def make_layer(layer_cfg, flavor="keras3"):
     """
     cls_name = layer_cfg["class_name"]
     config = translate_config(cls_name, layer_cfg.get("config", {}), flavor)
-    if cls_name in OPS:
-        layer = OPS[cls_name](**config)
+    if is_op(layer_cfg):
+        layer = Op(cls_name, **config)
     else:
         if cls_name in WRAPPERS:
             config["layer"] = make_layer(config["layer"], flavor)
@@ -194,53 +194,65 @@ def make_layer(layer_cfg, flavor="keras3"):
 
 
 # ---- Keras 3 graph operations -----------------------------------------------------------------
-# Keras 3 records the mask computations of Embedding/Masking as operation nodes in a Functional
-# config (``NotEqual`` then ``Any``) and passes their result as an explicit ``mask=``. They are
-# plain NumPy here; they have no weights and are not part of ``model.layers``.
-class _Op(Layer):
+# Keras 3 records the mask computations of Embedding/Masking/merge layers as operation nodes in a
+# Functional config (``NotEqual``, ``ExpandDims``, ``LogicalOr``, ``Any``, ...; module
+# ``keras.src.ops.*``) and passes their result as an explicit ``mask=``. They are plain NumPy
+# here; they have no weights and are not part of ``model.layers``.
+def _axis(cfg):
+    axis = cfg.get("axis")
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _like(fill):
+    return lambda cfg: lambda x: np.full(np.shape(x), fill, dtype=cfg.get("dtype") or np.asarray(x).dtype)
+
+
+def _reduce(fn):
+    return lambda cfg: lambda x: fn(np.asarray(x), axis=_axis(cfg), keepdims=bool(cfg.get("keepdims", False)))
+
+
+# op class name -> (config -> function of the call's positional args)
+OPS = {
+    "NotEqual": lambda cfg: np.not_equal, "Equal": lambda cfg: np.equal,
+    "LogicalAnd": lambda cfg: np.logical_and, "LogicalOr": lambda cfg: np.logical_or,
+    "LogicalNot": lambda cfg: np.logical_not,
+    "Any": _reduce(np.any), "All": _reduce(np.all),
+    "ExpandDims": lambda cfg: lambda x: np.expand_dims(x, _axis(cfg)),
+    "Squeeze": lambda cfg: lambda x: np.squeeze(x, _axis(cfg)),
+    "ZerosLike": _like(0), "OnesLike": _like(1),
+    "Concatenate": lambda cfg: lambda xs: np.concatenate(xs, axis=_axis(cfg) if cfg.get("axis") is not None else 0),
+    "Stack": lambda cfg: lambda xs: np.stack(xs, axis=_axis(cfg) or 0),
+    "Cast": lambda cfg: lambda x: np.asarray(x).astype(cfg.get("dtype") or "float32"),
+}
+
+
+def is_op(layer_cfg):
+    """A Keras 3 operation node (``keras.src.ops.*``) rather than a layer.
+
+    Legacy ``.h5`` configs drop ``module``; there an operation is told from a layer of the same
+    class name (``Concatenate``) by its config, which has no ``trainable`` key.
+    """
+    module = layer_cfg.get("module")
+    if isinstance(module, str):
+        return module.startswith("keras.src.ops")
+    cfg = layer_cfg.get("config") or {}
+    return layer_cfg.get("class_name") in OPS and "trainable" not in cfg
+
+
+class Op(Layer):
+    """One Keras 3 operation node of a Functional graph, run with NumPy."""
+
     is_op = True
 
-    def __init__(self, name=None, **config):
+    def __init__(self, class_name, name=None, **config):
         super().__init__(name=name)
-        self.op_config = config
+        self.fn = OPS[class_name](config)
 
     def compute_output_shape(self, *shapes):
-        return None   # shapes of mask tensors are not needed to build any layer
+        return None   # no layer's weights depend on a mask's shape
 
     def compute_mask(self, inputs, mask=None):
         return None
 
-
-def _binary(fn):
-    class BinaryOp(_Op):
-        def forward(self, x1, x2):
-            return fn(np.asarray(x1), np.asarray(x2))
-    return BinaryOp
-
-
-def _reduction(fn):
-    class ReductionOp(_Op):
-        def forward(self, x):
-            cfg = self.op_config
-            axis = cfg.get("axis")
-            return fn(np.asarray(x), axis=tuple(axis) if isinstance(axis, list) else axis,
-                      keepdims=bool(cfg.get("keepdims", False)))
-    return ReductionOp
-
-
-class _LogicalNot(_Op):
-    def forward(self, x):
-        return np.logical_not(x)
-
-
-class _Cast(_Op):
-    def forward(self, x):
-        return np.asarray(x).astype(self.op_config.get("dtype", "float32"))
-
-
-OPS = {
-    "NotEqual": _binary(np.not_equal), "Equal": _binary(np.equal),
-    "LogicalAnd": _binary(np.logical_and), "LogicalOr": _binary(np.logical_or),
-    "LogicalNot": _LogicalNot, "Cast": _Cast,
-    "Any": _reduction(np.any), "All": _reduction(np.all),
-}
+    def forward(self, *args):
+        return self.fn(*args)

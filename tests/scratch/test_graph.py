@@ -161,3 +161,36 @@ def test_bad_inputs_are_named(two_input_file, bad, match):
 def test_get_layer_unknown_name(two_input_file):
     with pytest.raises(ValueError, match=r"No such layer: 'nope'"):
         scratch.load(two_input_file[0]).get_layer("nope")
+
+
+def test_merged_masks_recorded_as_keras_operations(tmp_path):
+    """Keras 3 writes mask merging as NotEqual/ExpandDims/ZerosLike/LogicalOr/Concatenate/Any nodes."""
+    a = keras.Input((5,), dtype="int32", name="a")
+    b = keras.Input((5,), dtype="int32", name="b")
+    ea = layers.Embedding(9, 3, mask_zero=True)(a)
+    eb = layers.Embedding(9, 3, mask_zero=True)(b)
+    joined = layers.LSTM(3, name="joined")(layers.Concatenate()([ea, eb]))
+    summed = layers.GRU(2, name="summed")(layers.Add()([ea, eb]))
+    model = randomize(keras.Model([a, b], [joined, summed], name="mergemask"))
+    assert '"class_name": "LogicalOr"' in model.to_json()
+    x = [token_ids(6, 5, 9, seed=8), token_ids(6, 5, 9, seed=9)]
+    check_model(model, x, save_all(model, tmp_path, "mm"), label="merged masks")
+
+
+def test_layer_dtype_comes_from_the_config(tmp_path):
+    inp = keras.Input((4,), dtype="float64", name="x")
+    y = layers.Dense(3, dtype="float64", name="wide")(inp)
+    model = randomize(keras.Model(inp, layers.Dense(2, name="narrow")(y)))
+    x = np.random.default_rng(9).normal(size=(3, 4))
+    check_model(model, x, save_all(model, tmp_path, "f64"), label="dtypes")   # checks dtypes too
+    trace = scratch.load(tmp_path / "f64.h5").trace(x)
+    assert trace["wide"].dtype == np.float64 and trace["narrow"].dtype == np.float32
+
+
+def test_sequential_built_without_an_input(tmp_path):
+    """A Sequential built by calling it has no InputLayer in its config, only a build shape."""
+    model = keras.Sequential([layers.Dense(3, activation="relu"), layers.Dense(2)], name="deferred")
+    model(np.zeros((1, 4), "float32"))
+    randomize(model)
+    x = np.random.default_rng(10).normal(size=(3, 4)).astype("float32")
+    check_model(model, x, save_all(model, tmp_path, "deferred"), label="deferred")
