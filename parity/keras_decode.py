@@ -8,7 +8,7 @@ agreeing is evidence about the models and not an artifact of shared code:
   score, exact ties by the parent's rank and then the token id, a finished beam (it chose ``end``)
   competing with its own score ahead of its parent's extensions; an image stops when its k beams
   are all finished; the answer is the rank-0 beam.
-The models are called with ``predict_on_batch`` on the whole batch of rows.
+The models are called eagerly, ``model(x, training=False)``, on the whole batch of rows.
 """
 
 import numpy as np
@@ -25,13 +25,13 @@ def _log_softmax(logits):
 
 
 def _run_step(step_model, tokens, states):
-    out = _as_list(step_model.predict_on_batch([tokens.reshape(-1, 1).astype("int32"), *states]))
+    out = _as_list(step_model([tokens.reshape(-1, 1).astype("int32"), *states], training=False))
     logits = np.asarray(out[0])
     return logits.reshape(len(tokens), -1), [np.asarray(s) for s in out[1:]]
 
 
 def _encode(encoder, images):
-    return [np.asarray(s) for s in _as_list(encoder.predict_on_batch(images))]
+    return [np.asarray(s) for s in _as_list(encoder(images, training=False))]
 
 
 def greedy(encoder, step_model, images, *, start, end, max_len):

@@ -198,16 +198,28 @@ def nltk_bleu(gts, res):
 def bleu_cross_check(gts, res, tol=1e-9):
     """coco BLEU vs nltk corpus_bleu on the same tokens.
 
-    The two agree only for the orders n where every hypothesis has at least n tokens: nltk's
-    ``modified_precision`` divides by ``max(1, count)``, so a hypothesis shorter than n adds a
-    phantom 1 to its corpus denominator, where coco adds 0. Those orders are listed in ``skipped``
-    with the number of short hypotheses, not compared.
+    Two cases are not comparable, and are listed in ``skipped`` with the reason instead:
+    - an order n where some hypothesis has fewer than n tokens: nltk's ``modified_precision``
+      divides by ``max(1, count)``, adding a phantom 1 to the corpus denominator where coco adds 0;
+    - an order n where some order <= n has no matching n-gram in the whole corpus: nltk returns 0,
+      coco its smoothing constants (1e-15 / 1e-9), e.g. 1e-6 after the 4th root.
     """
+    from nltk.translate.bleu_score import modified_precision
+
     coco = bleu(gts, res)
     ref = nltk_bleu(gts, res)
     shortest = min((len(res[k][0].split()) for k in res), default=0)
-    checked = [n for n in range(1, 5) if shortest >= n]
-    skipped = {n: sum(len(res[k][0].split()) < n for k in res) for n in range(1, 5) if n not in checked}
+    matches = [sum(modified_precision([r.split() for r in gts[k]], res[k][0].split(), n).numerator for k in res)
+               for n in range(1, 5)]
+    checked, skipped = [], {}
+    for n in range(1, 5):
+        short = sum(len(res[k][0].split()) < n for k in res)
+        if shortest < n:
+            skipped[n] = f"{short} hypothesis(es) shorter than {n} tokens"
+        elif min(matches[:n]) == 0:
+            skipped[n] = f"no matching n-grams of some order <= {n}"
+        else:
+            checked.append(n)
     diff = max((abs(coco[n - 1] - ref[n - 1]) for n in checked), default=0.0)
     return dict(coco=coco, nltk=ref, orders_checked=checked, skipped=skipped, max_diff=diff, tol=tol,
                 passed=bool(checked) and diff <= tol)

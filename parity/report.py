@@ -273,3 +273,227 @@ def write_check_report(folder, model, result, env, *, inputs, samples):
             + ("<img src='img/error_budget.png' alt='error budget'>" if has_truth else "")
             + html_table(LAYER_HEADERS, layer_rows(result), cls))
     write_atomic(os.path.join(folder, "index.html"), page(f"parity check: {os.path.basename(str(model))}", body))
+
+
+# ---- the suite report -----------------------------------------------------------------------------
+def _per_layer_parts(r):
+    """{label: compare result} for a model result (captioners have several models)."""
+    pl = r.get("per_layer")
+    if not pl:
+        return {}
+    return {"": pl} if "layers" in pl else {f"/{k}": v for k, v in pl.items()}
+
+
+def _worst(r):
+    """(layer label, max abs, eps units, layers passed, layers total) over all of a model's parts."""
+    best, ok, total = None, 0, 0
+    for suffix, res in _per_layer_parts(r).items():
+        ok += sum(x["passed"] for x in res["layers"])
+        total += len(res["layers"])
+        for row in res["layers"]:
+            if "eps_units" in row and (best is None or row["eps_units"] > best[2]):
+                best = (suffix.lstrip("/") + (":" if suffix else "") + row["name"], row["max_abs"], row["eps_units"])
+    return (best or ("-", 0.0, 0.0)) + (ok, total)
+
+
+def _first_div(r):
+    for suffix, res in _per_layer_parts(r).items():
+        if res["first_diverging"]:
+            return suffix.lstrip("/") + (":" if suffix else "") + res["first_diverging"]
+    return "none"
+
+
+def _metric_pair(r):
+    if r.get("kind") == "captioner" and "metrics" in r:
+        return "BLEU-4", r["metrics"]["keras"]["Bleu_4"], r["metrics"]["scratch"]["Bleu_4"]
+    if "classification" in r:
+        c = r["classification"]
+        return "macro-F1", c["keras"]["macro_f1"], c["scratch"]["macro_f1"]
+    return "-", None, None
+
+
+def summary_rows(data):
+    rows = []
+    for name, r in data["models"].items():
+        label, k, s = _metric_pair(r)
+        wl, wa, we, ok, total = _worst(r)
+        t = r.get("timing", {})
+        rows.append([name, r.get("kind", "?"), f"{ok}/{total}", wl, _e(wa), _f(we), _first_div(r), label,
+                     _f4(k), _f4(s), _f(t.get("keras_s")), _f(t.get("scratch_s")), "PASS" if r["passed"] else "FAIL"])
+    return rows
+
+
+SUMMARY_HEADERS = ["model", "kind", "layers ok", "worst layer", "max abs", "eps units", "first diverging",
+                   "metric", "Keras", "scratch", "Keras s", "scratch s", "status"]
+
+
+def _f4(x):
+    return "" if x is None else f"{x:.4f}"
+
+
+def print_summary(data):
+    rows = summary_rows(data)
+    cols = [0, 2, 3, 5, 7, 8, 9, 10, 11, 12]
+    heads = [SUMMARY_HEADERS[c] for c in cols]
+    table = [[str(r[c]) for c in cols] for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
+    print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths)))
+    for name, r in data["models"].items():
+        for f in r["failures"]:
+            print(f"  FAIL {name}: {f}")
+
+
+def classifier_rows(data, manifest):
+    rows = []
+    for name, r in data["models"].items():
+        if r.get("kind") != "classifier" or "classification" not in r:
+            continue
+        e = manifest.entry(name).raw
+        hp = e.get("hyper_parameters", {})
+        c, t = r["classification"], r.get("timing", {})
+        rows.append([name, hp.get("blocks", ""), "/".join(str(f) for f in hp.get("filters", [])), hp.get("kernel", ""),
+                     hp.get("pool", ""), f"{r['params']['keras']:,}", _f4(c["keras"]["macro_f1"]),
+                     _f4(c["scratch"]["macro_f1"]), _f4(c["keras"]["accuracy"]), _f4(c["scratch"]["accuracy"]),
+                     f"{100 * c['agreement']:.2f}%", c["near_ties"], _f(e.get("train_seconds", e.get("train_time_s"))),
+                     _f(t.get("keras_s")), _f(t.get("scratch_s"))])
+    return rows
+
+
+CLASSIFIER_HEADERS = ["model", "blocks", "filters", "kernel", "pool", "params", "Keras macro-F1", "scratch macro-F1",
+                      "Keras acc", "scratch acc", "argmax agree", "near-ties", "train s", "Keras eval s",
+                      "scratch eval s"]
+
+
+def captioner_rows(data, manifest):
+    rows = []
+    for name, r in data["models"].items():
+        if r.get("kind") != "captioner" or "metrics" not in r:
+            continue
+        hp = manifest.entry(name).raw.get("hyper_parameters", {})
+        m, t = r["metrics"], r.get("timing", {})
+        k, s = m["keras"], m["scratch"]
+        rows.append([name, hp.get("cell", ""), hp.get("layers", ""), hp.get("inject", ""),
+                     f"{r['params']['encoder'] + r['params']['step']:,}",
+                     " / ".join(_f4(k[f"Bleu_{i}"]) for i in range(1, 5)),
+                     " / ".join(_f4(s[f"Bleu_{i}"]) for i in range(1, 5)),
+                     _f4(k.get("METEOR")), _f4(s.get("METEOR")), _f4(k["ROUGE_L"]), _f4(s["ROUGE_L"]),
+                     _f4(k["CIDEr"]), _f4(s["CIDEr"]), _f4(m["keras_beam"]["Bleu_4"]), _f4(m["scratch_beam"]["Bleu_4"]),
+                     f"{r['greedy']['identical']}/{r['greedy']['captions']}",
+                     f"{r['beam']['identical']}/{r['beam']['captions']}", _f(t.get("keras_s")), _f(t.get("scratch_s"))])
+    return rows
+
+
+CAPTIONER_HEADERS = ["model", "cell", "layers", "inject", "params", "Keras BLEU-1/2/3/4", "scratch BLEU-1/2/3/4",
+                     "Keras METEOR", "scratch METEOR", "Keras ROUGE-L", "scratch ROUGE-L", "Keras CIDEr-D",
+                     "scratch CIDEr-D", "Keras beam BLEU-4", "scratch beam BLEU-4", "greedy identical",
+                     "beam identical", "Keras greedy s", "scratch greedy s"]
+
+
+def _divergence_lines(data):
+    lines = []
+    for name, r in data["models"].items():
+        for d in r.get("classification", {}).get("disagreements", []):
+            lines.append(f"{name}: sample {d['id']}: Keras {d['keras']} vs scratch {d['scratch']}, Keras top-2 gap "
+                         f"{d['gap']:.2e} (tie bound {d['tie_bound']:.2e}) -> {'near-tie' if d['near_tie'] else 'NOT a tie'}")
+        for mode in ("greedy", "beam"):
+            for d in r.get(mode, {}).get("divergences", []):
+                lines.append(f"{name} {mode}: sample {d.get('sample')} step {d.get('step')}: "
+                             f"{'near-tie' if d.get('near_tie') else 'NOT explained'} {json.dumps(d, default=str)[:200]}")
+    return lines
+
+
+def write_suite_report(folder, data, manifest, assets, *, html=True):
+    os.makedirs(os.path.join(folder, "img"), exist_ok=True)
+    write_atomic(os.path.join(folder, "parity.json"), to_json(data))
+    env = data["environment"]
+    verdict = "PASS" if data["passed"] else "FAIL"
+    head = (f"{verdict}: {sum(r['passed'] for r in data['models'].values())}/{len(data['models'])} models. "
+            f"TF {env['tensorflow']}, Keras {env['keras']}, tf_keras {env['tf_keras']}, NumPy {env['numpy']}; "
+            f"oneDNN on: {env['onednn_enabled']}; Keras numbers from {env['keras_call']}. "
+            f"Wall time {data['wall_time_s']:.0f} s. Gate margin below the MANIFEST's Keras metrics: {data['margin']}.")
+    cls_rows, cap_rows = classifier_rows(data, manifest), captioner_rows(data, manifest)
+    divs = _divergence_lines(data)
+    md = ["# Keras vs scratch parity", "", f"**{head}**", "", "## Summary", "",
+          md_table(SUMMARY_HEADERS, summary_rows(data)), "", "## CNN grid + LocallyConnected2D twin", "",
+          md_table(CLASSIFIER_HEADERS, cls_rows), "", "## Captioners", "", md_table(CAPTIONER_HEADERS, cap_rows), "",
+          "## Divergences (near-ties)", ""] + ([f"- {l}" for l in divs] or ["none"])
+    fails = [f"- {n}: {f}" for n, r in data["models"].items() for f in r["failures"]]
+    md += ["", "## Failures", ""] + (fails or ["none"])
+    write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
+    if html:
+        write_index(folder, data, manifest, assets, head=head, tables=dict(
+            summary=(SUMMARY_HEADERS, summary_rows(data)), classifiers=(CLASSIFIER_HEADERS, cls_rows),
+            captioners=(CAPTIONER_HEADERS, cap_rows)), divergences=divs, failures=fails)
+
+
+def write_index(folder, data, manifest, assets, *, head, tables, divergences, failures):
+    """index.html: the tables and every plot (PNG files in img/)."""
+    img = os.path.join(folder, "img")
+    parts = [f"<p class='{'pass' if data['passed'] else 'failw'}'>{html.escape(head)}</p>"]
+    h, rows = tables["summary"]
+    parts += ["<h2>Summary</h2>", html_table(h, rows, ["ok" if r[-1] == "PASS" else "fail" for r in rows])]
+    if failures:
+        parts += ["<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(f[2:])}</li>" for f in failures) + "</ul>"]
+    models = data["models"]
+    classifiers = {n: r for n, r in models.items() if r.get("kind") == "classifier" and "per_layer" in r}
+    captioners = {n: r for n, r in models.items() if r.get("kind") == "captioner" and "per_layer" in r}
+    parts.append("<h2>Per-layer error vs depth</h2><p>max |scratch - Keras| per layer in units of "
+                 "float32 epsilon x max(1, |Keras output|), on the first test samples (log scale).</p>")
+    if classifiers:
+        plot_error_vs_depth(os.path.join(img, "depth_classifiers.png"), {n: r["per_layer"] for n, r in classifiers.items()},
+                            "Classifiers: per-layer error vs depth")
+        parts.append("<img src='img/depth_classifiers.png' alt='classifier error vs depth'>")
+    for part in ("encoder", "step", "train"):
+        res = {n: r["per_layer"][part] for n, r in captioners.items() if part in r["per_layer"]}
+        if res:
+            plot_error_vs_depth(os.path.join(img, f"depth_captioner_{part}.png"), res,
+                                f"Captioners ({part} model): per-layer error vs depth")
+            parts.append(f"<img src='img/depth_captioner_{part}.png' alt='captioner {part} error vs depth'>")
+    budget = next(iter(classifiers.items()), None)
+    if budget and plot_error_budget(os.path.join(img, "budget.png"), budget[1]["per_layer"],
+                                    f"{budget[0]}: float32 error against the float64 scratch truth"):
+        parts.append("<img src='img/budget.png' alt='error budget'>")
+    histories = {n: manifest.entry(n).raw.get("history") or {} for n in models}
+    for kind in ("classifier", "captioner"):
+        hs = {n: h for n, h in histories.items() if models[n].get("kind") == kind and h}
+        if hs:
+            plot_history(os.path.join(img, f"history_{kind}.png"), hs, f"Training curves: {kind}s (MANIFEST history)")
+            parts.append(f"<h2>Training curves ({kind}s)</h2><img src='img/history_{kind}.png' alt='{kind} history'>")
+    if classifiers:
+        h, rows = tables["classifiers"]
+        parts += ["<h2>CNN grid + LocallyConnected2D twin: Keras vs scratch</h2>", html_table(h, rows)]
+        parts.append("<h2>Confusion matrices (Keras | scratch)</h2>")
+        for n, r in classifiers.items():
+            c = r["classification"]
+            labels = list(range(len(c["confusion_keras"])))
+            plot_confusions(os.path.join(img, f"cm_{n}.png"), c["confusion_keras"], c["confusion_scratch"], labels,
+                            f"{n}: macro-F1 Keras {c['keras']['macro_f1']:.4f} | scratch {c['scratch']['macro_f1']:.4f}")
+            parts.append(f"<details{' open' if n == next(iter(classifiers)) else ''}><summary>{html.escape(n)}"
+                         f"</summary><img src='img/cm_{n}.png' alt='confusion {html.escape(n)}'></details>")
+        parts.append("<h2>First layer filters</h2>")
+        for n in classifiers:
+            k = (assets.get(n) or {}).get("kernel")
+            if k is not None and plot_filters(os.path.join(img, f"filters_{n}.png"), k, f"{n}: first layer filters"):
+                parts.append(f"<img src='img/filters_{n}.png' alt='filters {html.escape(n)}'>")
+    if captioners:
+        h, rows = tables["captioners"]
+        parts += ["<h2>Captioners: Keras vs scratch</h2>", html_table(h, rows), "<h2>Test images: GT / Keras / scratch</h2>"]
+        for n, r in captioners.items():
+            imgs = (assets.get(n) or {}).get("images")
+            if imgs is None:
+                continue
+            rows_ = [(s["references"][0], s["keras"], s["scratch"]) for s in r["samples"]]
+            plot_caption_grid(os.path.join(img, f"captions_{n}.png"), imgs[: len(rows_)], rows_, f"{n} (greedy)")
+            parts.append(f"<img src='img/captions_{n}.png' alt='captions {html.escape(n)}'>")
+    parts.append("<h2>Divergences (each must be a near-tie)</h2>")
+    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in divergences) + "</ul>" if divergences else "<p>none</p>")
+    parts.append("<h2>Per-layer tables</h2>")
+    for n, r in models.items():
+        for suffix, res in _per_layer_parts(r).items():
+            cls = ["ok" if x["passed"] else "fail" for x in res["layers"]]
+            parts.append(f"<details><summary>{html.escape(n + suffix)}: {len(res['layers'])} layers, first diverging: "
+                         f"{html.escape(str(res['first_diverging']))}</summary>"
+                         + html_table(LAYER_HEADERS, layer_rows(res), cls) + "</details>")
+    write_atomic(os.path.join(folder, "index.html"), page("Keras vs scratch parity", "".join(parts)))

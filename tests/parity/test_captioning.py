@@ -24,11 +24,11 @@ class Markov:
     def __init__(self, table):
         self.table = np.asarray(table, dtype=np.float32)
 
-    # scratch.decode calls predict(x, batch_size=...); keras_decode calls predict_on_batch(x)
+    # scratch.decode calls predict(x, batch_size=...); keras_decode calls model(x, training=False)
     def predict(self, x, batch_size=None):
-        return self.predict_on_batch(x)
+        return self(x)
 
-    def predict_on_batch(self, x):
+    def __call__(self, x, training=False):
         if not isinstance(x, list):                      # encoder
             return [np.zeros((len(x), 1), np.float32)]
         tokens, state = x

@@ -70,9 +70,19 @@ def test_cross_check_skips_orders_that_nltk_counts_differently():
     gts = {1: ["a red three and a blue one"], 2: ["a big green seven"]}
     res = {1: ["a red three and a blue one"], 2: ["green seven"]}
     check = M.bleu_cross_check(gts, res)
-    assert check["orders_checked"] == [1, 2] and check["skipped"] == {3: 1, 4: 1}
+    assert check["orders_checked"] == [1, 2] and set(check["skipped"]) == {3, 4}
+    assert check["skipped"][3] == "1 hypothesis(es) shorter than 3 tokens"
     assert check["passed"]
     assert abs(check["coco"][2] - check["nltk"][2]) > 1e-3   # the documented difference is real
+
+
+def test_cross_check_skips_orders_without_any_match():
+    gts = {1: ["a red three and a blue one"], 2: ["a big green seven and a one"]}
+    res = {1: ["one blue a three red and"], 2: ["seven green big one a and"]}   # no bigram matches
+    check = M.bleu_cross_check(gts, res)
+    assert check["orders_checked"] == [1]
+    assert check["skipped"][2] == "no matching n-grams of some order <= 2"
+    assert 0 < check["coco"][1] < 1e-6 and check["nltk"][1] < 1e-100   # coco smoothing vs nltk ~0
 
 
 def test_cross_check_can_fail():

@@ -1,0 +1,421 @@
+"""``parity run``: every model in ``weights/MANIFEST.json``, checked end to end, with reports.
+
+For each model, after its files' sha256 and sizes match the MANIFEST:
+- **per layer**: Keras intermediate outputs vs the scratch trace on the first ``--trace-samples``
+  test samples, with scratch in float64 as the truth;
+- **classifiers**: Keras and scratch predictions on the whole test split (same ids, same order,
+  checked against the MANIFEST's fingerprint), argmax agreement with the near-tie rule, macro-F1,
+  accuracy and confusion matrices;
+- **captioners**: the encoder and step models per layer, then greedy and beam-search decoding on
+  both sides compared step by step, and coco metrics for both caption sets;
+- **gate**: scratch's metric is not below the MANIFEST's recorded Keras metric minus ``MARGIN``.
+  The margin allows a couple of near-tie flips on the few-hundred-sample test splits (one flipped
+  sample moves accuracy by ~0.003 and BLEU-4 by less); a broken layer costs far more.
+"""
+
+import fnmatch
+import hashlib
+import json
+import os
+import time
+import traceback
+
+import numpy as np
+
+from . import compare as cmp
+
+# Allowed drop of scratch's metric below the MANIFEST's Keras metric (see the module docstring).
+MARGIN = {"macro_f1": 0.01, "accuracy": 0.01, "bleu4": 0.01}
+
+
+class ManifestError(ValueError):
+    """weights/MANIFEST.json is missing, unreadable, or lacks what the suite needs."""
+
+
+class Manifest:
+    """Read-only view of weights/MANIFEST.json (schema: the keras_ref module that writes it)."""
+
+    def __init__(self, path, raw):
+        self.path, self.raw = path, raw
+        self.folder = os.path.dirname(os.path.abspath(path))
+
+    @classmethod
+    def load(cls, weights_dir):
+        path = os.path.join(weights_dir, "MANIFEST.json")
+        if not os.path.exists(path):
+            raise ManifestError(f"{path}: no such file (run `make weights` to train and export the models)")
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"{path}: cannot read: {exc}") from None
+        if not isinstance(raw.get("models"), dict) or not raw["models"]:
+            raise ManifestError(f"{path}: no 'models' in the MANIFEST")
+        return cls(path, raw)
+
+    def names(self):
+        return list(self.raw["models"])
+
+    def entry(self, name):
+        return Entry(self, name, self.raw["models"][name])
+
+
+class Entry:
+    """One model of the MANIFEST: its files, dataset, recorded Keras metrics and history."""
+
+    def __init__(self, manifest, name, raw):
+        self.manifest, self.name, self.raw = manifest, name, raw
+        self.kind = raw.get("kind", "classifier")
+        self.dataset = raw.get("dataset", {})
+
+    def _path(self, rel):
+        return os.path.join(self.manifest.folder, rel)
+
+    def has_file(self, part):
+        return part in self.raw.get("files", {})
+
+    def file(self, part):
+        if not self.has_file(part):
+            raise ManifestError(f"{self.name}: the MANIFEST lists no '{part}' file")
+        return self._path(self.raw["files"][part])
+
+    def model_file(self):
+        return self.file("h5") if self.has_file("h5") else self.file("keras")
+
+    def other_model_files(self):
+        return [self.file("keras")] if self.has_file("h5") and self.has_file("keras") else []
+
+    def vocab(self):
+        with open(self.file("vocab"), encoding="utf-8") as f:
+            return json.load(f)
+
+    def keras_metric(self, key):
+        value = self.raw.get("metrics", {}).get(key)
+        return None if value is None else float(value)
+
+    def verify_checksums(self):
+        bad = []
+        for rel, want in self.raw.get("checksums", {}).items():
+            path = self._path(rel)
+            if not os.path.exists(path):
+                bad.append(f"{rel}: missing")
+                continue
+            size = os.path.getsize(path)
+            if "size" in want and size != want["size"]:
+                bad.append(f"{rel}: size {size} != MANIFEST {want['size']}")
+                continue
+            if _sha256(path) != want["sha256"]:
+                bad.append(f"{rel}: sha256 differs from the MANIFEST")
+        return bad
+
+    def check_ids(self, ids, out, *, full=True):
+        """The regenerated split must be the one the MANIFEST's Keras metrics were computed on."""
+        from keras_ref.data import ids_sha256
+
+        want = self.dataset.get("ids_sha256")
+        got = ids_sha256(ids)
+        out["ids_sha256"] = got
+        if want and full and got != want:
+            raise cmp.SampleOrderError(f"{self.name}: test ids fingerprint {got[:12]}... differs from the "
+                                       f"MANIFEST's {want[:12]}... (different samples or order)")
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Context:
+    """What every model evaluation shares: options, the Keras runner, data caches, METEOR."""
+
+    def __init__(self, args, manifest):
+        from . import keras_runner as kr
+
+        self.args, self.manifest, self.kr = args, manifest, kr
+        self.data = {}
+        self.meteor = None
+        self.meteor_error = None
+        self.assets = {}        # name -> arrays the report plots (images, kernels)
+
+    def dataset(self, spec):
+        key = repr(sorted(spec.items()))
+        if key not in self.data:
+            self.data[key] = _load_dataset(spec)
+        return self.data[key]
+
+
+def _load_dataset(spec):
+    """The test split a MANIFEST entry names, regenerated deterministically by keras_ref.data."""
+    name = spec.get("name", "")
+    if name.startswith("digit_scenes") or name == "scenes":
+        from keras_ref.scenes import load_digit_scenes
+
+        n_test = spec.get("n_test", spec.get("n", 300))
+        scenes = load_digit_scenes(n_train=0, n_val=0, n_test=n_test, size=spec.get("size", 64),
+                                   seed=spec.get("seed", 0), digits_seed=spec.get("digits_seed", 0), progress=False)
+        t = scenes["test"]
+        return dict(x=t["images"], ids=list(t["ids"]), tokens=t["tokens"], captions=t["captions"])
+    if name.startswith("digits"):
+        from keras_ref.data import load_digits_split
+
+        x, y, ids = load_digits_split(size=spec.get("size", 32), seed=spec.get("seed", 0))["test"]
+        return dict(x=x, y=y, ids=[int(i) for i in ids])
+    raise ManifestError(f"unknown dataset {name!r} (expected digits or digit_scenes)")
+
+
+def _subset(data, n):
+    if not n:
+        return data
+    return {k: (v[:n] if hasattr(v, "__len__") else v) for k, v in data.items()}
+
+
+def _batched(fn, x, ids, batch):
+    """Run ``fn`` over batches, returning (concatenated outputs, the ids in the order they were seen)."""
+    outs, seen = [], []
+    for s in range(0, len(x), batch):
+        outs.append(np.asarray(fn(x[s:s + batch])))
+        seen.extend(ids[s:s + batch])
+    return np.concatenate(outs), seen
+
+
+# ---- per layer --------------------------------------------------------------------------------------
+def per_layer(ctx, path, x):
+    """Keras probe vs scratch trace (float32) vs scratch float64 truth on ``x``."""
+    import scratch
+
+    kr = ctx.kr
+    kmodel = kr.load_model(path)
+    infos = kr.layer_infos(kmodel)
+    keras_out = kr.intermediate_outputs(kmodel, x)
+    smodel = scratch.load(path)
+    trace = smodel.trace(x)
+    truth = scratch.load(path).to_dtype("float64").trace(x)
+    res = cmp.compare_layers(keras_out, trace, infos, truth=truth)
+    red = cmp.effective_reductions(infos)
+    return res, kmodel, smodel, infos, red
+
+
+# ---- classifiers ------------------------------------------------------------------------------------
+def evaluate_classifier(ctx, entry):
+    from .classification import compare_classification
+
+    args = ctx.args
+    data = _subset(ctx.dataset(entry.dataset), args.samples)
+    out = dict(kind="classifier", failures=[])
+    entry.check_ids(data["ids"], out, full=not args.samples)
+    path = entry.model_file()
+    res, kmodel, smodel, infos, red = per_layer(ctx, path, data["x"][: args.trace_samples])
+    out["per_layer"] = res
+    t0 = time.perf_counter()
+    kprobs, kids = _batched(lambda b: ctx.kr.call(kmodel, b), data["x"], data["ids"], 256)
+    t1 = time.perf_counter()
+    sprobs, sids = _batched(lambda b: smodel.predict(b, batch_size=256), data["x"], data["ids"], 256)
+    t2 = time.perf_counter()
+    out["timing"] = dict(keras_s=t1 - t0, scratch_s=t2 - t1, samples=len(data["ids"]), keras_call=ctx.kr.KERAS_CALL)
+    cmp.assert_same_samples(kids, sids, what=f"{entry.name} test split")
+    final = infos[-1]["name"] if infos else None
+    labels = list(range(kprobs.shape[1]))
+    cls = compare_classification(data["y"], kprobs, sprobs, ids=data["ids"], labels=labels,
+                                 reduction=red.get(final, 1))
+    out["classification"] = cls
+    out["params"] = dict(keras=ctx.kr.count_params(kmodel), scratch=smodel.count_params())
+    for other in entry.other_model_files():   # e.g. the .keras copy of an .h5: same predictions
+        import scratch
+
+        same = np.array_equal(scratch.load(other).predict(data["x"][:64], batch_size=256), sprobs[:64])
+        out.setdefault("copies", {})[os.path.basename(other)] = same
+        if not same:
+            out["failures"].append(f"{os.path.basename(other)} predicts differently from {os.path.basename(path)}")
+    ctx.assets[entry.name] = dict(kernel=ctx.kr.first_conv_kernel(kmodel))
+    _gate(entry, out, {"macro_f1": cls["scratch"]["macro_f1"], "accuracy": cls["scratch"]["accuracy"]})
+    if not res["passed"]:
+        out["failures"].append(f"per-layer parity: first diverging layer {res['first_diverging']}")
+    if not cls["passed"]:
+        bad = [d for d in cls["disagreements"] if not d["near_tie"]]
+        out["failures"].append(f"{len(bad)} argmax disagreement(s) without a near-tie")
+    return out
+
+
+def _gate(entry, out, scratch_metrics):
+    rows = []
+    for key, value in scratch_metrics.items():
+        recorded = entry.keras_metric(key)
+        if recorded is None or key not in MARGIN:
+            continue
+        ok = value >= recorded - MARGIN[key]
+        rows.append(dict(metric=key, manifest_keras=recorded, scratch=value, margin=MARGIN[key], passed=ok))
+        if not ok:
+            out["failures"].append(f"gate: scratch {key} {value:.4f} < MANIFEST Keras {recorded:.4f} - {MARGIN[key]}")
+    out["gate"] = rows
+
+
+# ---- captioners -------------------------------------------------------------------------------------
+def evaluate_captioner(ctx, entry):
+    from . import keras_decode
+    from .captioning import compare_beam, compare_greedy, detokenize
+    from scratch import decode as sdecode
+
+    args = ctx.args
+    data = _subset(ctx.dataset(entry.dataset), args.samples)
+    out = dict(kind="captioner", failures=[])
+    entry.check_ids(data["ids"], out, full=not args.samples)
+    vocab = entry.vocab()
+    images = data["x"]
+    few = images[: args.trace_samples]
+    enc_res, kenc, senc, enc_infos, enc_red = per_layer(ctx, entry.file("encoder"), few)
+    kstates = ctx.kr._as_list(ctx.kr.call(kenc, few))
+    step_x = [np.full((len(few), 1), vocab["start"], np.int32), *kstates]
+    step_res, kstep, sstep, step_infos, step_red = per_layer(ctx, entry.file("step"), step_x)
+    out["per_layer"] = dict(encoder=enc_res, step=step_res)
+    if entry.has_file("train"):
+        tokens = _teacher_tokens(data["tokens"][: args.trace_samples], vocab)
+        out["per_layer"]["train"] = per_layer(ctx, entry.file("train"), [few, tokens])[0]
+    kw = dict(start=vocab["start"], end=vocab["end"], max_len=int(vocab["max_len"]))
+    reds = dict(encoder_reduction=max(enc_red.values(), default=1), step_reduction_=max(step_red.values(), default=1))
+    t0 = time.perf_counter()
+    kg = keras_decode.greedy(kenc, kstep, images, **kw)
+    t1 = time.perf_counter()
+    sg = sdecode.greedy_decode(senc, sstep, images, **kw)
+    t2 = time.perf_counter()
+    kb = keras_decode.beam(kenc, kstep, images, beam_width=args.beam_width, **kw)
+    t3 = time.perf_counter()
+    sb = sdecode.beam_search(senc, sstep, images, beam_width=args.beam_width, **kw)
+    t4 = time.perf_counter()
+    out["timing"] = dict(keras_s=t1 - t0, scratch_s=t2 - t1, keras_beam_s=t3 - t2, scratch_beam_s=t4 - t3,
+                         samples=len(images), keras_call=ctx.kr.KERAS_CALL)
+    cmp.assert_same_samples(data["ids"][: len(kg["captions"])], data["ids"][: len(sg["captions"])],
+                            what=f"{entry.name} test split")
+    out["greedy"] = compare_greedy(kg, sg, **reds)
+    out["beam"] = compare_beam(kb, sb, **reds)
+    out["beam"]["width"] = args.beam_width
+    itos = vocab["itos"]
+    caps = {side: [detokenize(c, itos) for c in res["captions"]] for side, res in
+            (("keras", kg), ("scratch", sg), ("keras_beam", kb), ("scratch_beam", sb))}
+    out["metrics"] = _caption_metrics(ctx, data, caps)
+    out["params"] = dict(encoder=ctx.kr.count_params(kenc), step=ctx.kr.count_params(kstep),
+                         scratch_encoder=senc.count_params(), scratch_step=sstep.count_params())
+    out["samples"] = [dict(id=data["ids"][i], references=data["captions"][i][:2], keras=caps["keras"][i],
+                           scratch=caps["scratch"][i], keras_beam=caps["keras_beam"][i],
+                           scratch_beam=caps["scratch_beam"][i]) for i in range(min(8, len(images)))]
+    ctx.assets[entry.name] = dict(images=images[:8])
+    _gate(entry, out, {"bleu4": out["metrics"]["scratch"]["nltk_bleu4"]})
+    for part, res in out["per_layer"].items():
+        if not res["passed"]:
+            out["failures"].append(f"per-layer parity ({part} model): first diverging layer {res['first_diverging']}")
+    for mode in ("greedy", "beam"):
+        if not out[mode]["passed"]:
+            out["failures"].append(f"{mode} decoding: {len(out[mode]['unexplained'])} caption(s) differ without a "
+                                   f"near-tie; logits within tolerance: {out[mode]['logits']['passed']}")
+    m = out["metrics"]
+    for side in ("scratch", "scratch_beam"):
+        ref = m["keras" if side == "scratch" else "keras_beam"]
+        diff = [k for k in ref if k != "METEOR_error" and ref[k] != m[side].get(k)]
+        if diff and not (out["greedy"]["passed"] and out["beam"]["passed"] and out["greedy"]["divergences"]):
+            out["failures"].append(f"{side} metrics differ from Keras's: {diff}")
+    if not m["bleu_cross_check"]["passed"]:
+        out["failures"].append(f"coco BLEU vs nltk corpus_bleu differ by {m['bleu_cross_check']['max_diff']:.2e}")
+    return out
+
+
+def _teacher_tokens(token_lists, vocab):
+    """``<start> w1 .. wn`` 0-padded to max_len for the first reference of each image."""
+    stoi, n = vocab["stoi"], int(vocab["max_len"])
+    rows = np.zeros((len(token_lists), n), np.int32)
+    for i, refs in enumerate(token_lists):
+        ids = [vocab["start"]] + [stoi.get(w, vocab["unk"]) for w in refs[0]][: n - 1]
+        rows[i, : len(ids)] = ids
+    return rows
+
+
+def _caption_metrics(ctx, data, caps):
+    from . import metrics as M
+
+    keys = list(data["ids"])
+    gts_raw = {k: [" ".join(t) for t in toks] for k, toks in zip(keys, data["tokens"])}
+    gts, method = M.tokenize(gts_raw)
+    out = dict(tokenizer=method)
+    for side, texts in caps.items():
+        res, _ = M.tokenize({k: [c] for k, c in zip(keys, texts)}, method=method)
+        scores = M.caption_metrics(gts, res, meteor=ctx.meteor if ctx.meteor is not None else False)
+        if ctx.meteor is None:
+            scores["METEOR_error"] = ctx.meteor_error or "skipped (--no-meteor)"
+        scores["nltk_bleu4"] = M.nltk_bleu(gts, res)[3]
+        out[side] = scores
+        if side == "keras":
+            out["bleu_cross_check"] = M.bleu_cross_check(gts, res)
+    return out
+
+
+# ---- the job ----------------------------------------------------------------------------------------
+def _selected(manifest, patterns):
+    names = manifest.names()
+    if not patterns:
+        return names
+    globs = [p.strip() for p in patterns.split(",") if p.strip()]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+
+
+def run_suite(args):
+    from .cli import BadInput
+
+    t_start = time.perf_counter()
+    try:
+        manifest = Manifest.load(args.weights)
+    except ManifestError as exc:
+        raise BadInput(str(exc)) from None
+    names = _selected(manifest, args.models)
+    if not names:
+        raise BadInput(f"no model in {manifest.path} matches --models {args.models!r}")
+    meteor = _start_meteor(args)
+    ctx = Context(args, manifest)
+    ctx.meteor, ctx.meteor_error = meteor
+    env = ctx.kr.environment()
+    results = {}
+    for name in names:
+        entry = manifest.entry(name)
+        t0 = time.perf_counter()
+        bad = entry.verify_checksums()
+        if bad:
+            results[name] = dict(kind=entry.kind, failures=bad, checksums_ok=False)
+        else:
+            try:
+                fn = evaluate_captioner if entry.kind == "captioner" else evaluate_classifier
+                results[name] = fn(ctx, entry)
+            except cmp.SampleOrderError as exc:
+                results[name] = dict(kind=entry.kind, failures=[f"sample order guard: {exc}"])
+            except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
+                results[name] = dict(kind=entry.kind, failures=[f"{type(exc).__name__}: {exc}"],
+                                     traceback=traceback.format_exc())
+            results[name]["checksums_ok"] = True
+        results[name]["seconds"] = time.perf_counter() - t0
+        results[name]["passed"] = not results[name]["failures"]
+        print(f"  {name:<24} {'ok' if results[name]['passed'] else 'FAIL'} ({results[name]['seconds']:.1f} s)",
+              flush=True)
+    if meteor[0] is not None:
+        meteor[0].close()
+    from .report import print_summary, write_suite_report
+
+    wall = time.perf_counter() - t_start
+    data = dict(environment=env, manifest=manifest.path, margin=MARGIN, wall_time_s=wall,
+                options=dict(samples=args.samples, trace_samples=args.trace_samples, beam_width=args.beam_width),
+                models=results, passed=all(r["passed"] for r in results.values()))
+    write_suite_report(args.report, data, manifest, ctx.assets, html=not args.no_html)
+    print_summary(data)
+    print(f"parity run: {'PASS' if data['passed'] else 'FAIL'}: {sum(r['passed'] for r in results.values())}/"
+          f"{len(results)} models; reports in {args.report}/ ({time.perf_counter() - t_start:.0f} s)")
+    return 0 if data["passed"] else 1
+
+
+def _start_meteor(args):
+    """Start METEOR's JVM now: it loads its paraphrase table while TensorFlow works."""
+    if args.no_meteor:
+        return None, "skipped (--no-meteor)"
+    from .metrics import MeteorScorer, MetricError
+
+    try:
+        return MeteorScorer(), None
+    except MetricError as exc:
+        return None, str(exc)
