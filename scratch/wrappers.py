@@ -42,6 +42,9 @@ class _Wrapper(Layer):
     def active_weight_names(self):
         return tuple(p + n for p, layer in self._parts() for n in layer.active_weight_names())
 
+    def trainable_weight_names(self):
+        return tuple(p + n for p, layer in self._parts() for n in layer.trainable_weight_names())
+
     def set_weights(self, arrays):
         arrays = list(arrays)
         wanted = sum(len(layer.active_weight_names()) for _, layer in self._parts())

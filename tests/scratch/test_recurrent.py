@@ -267,7 +267,7 @@ def check_rnn_gradients(layer, x, *, mask, init, none_outputs, rng, label):
             assert np.max(np.abs(grad - numeric)) <= FD_NOISE, f"{label} {name}: {grad} vs {numeric}"
             continue
         worst = max(worst, assert_gradient_close(grad, numeric, label=f"{label} {name}"))
-    for n in layer.active_weight_names():
+    for n in layer.trainable_weight_names():
         worst = max(worst, assert_gradient_close(analytic_w[n], numerical_gradient(objective, layer.weights[n], 1.0),
                                                  label=f"{label} d{n}"))
     return worst

@@ -133,7 +133,7 @@ def check_bidirectional_gradients(layer, x, mask, init, drop_first, rng, label):
             assert np.max(np.abs(grad - numeric)) <= FD_NOISE, f"{label} input {i}: {grad} vs {numeric}"
             continue
         assert_gradient_close(grad, numeric, label=f"{label} input {i}")
-    for n in layer.active_weight_names():
+    for n in layer.trainable_weight_names():
         assert_gradient_close(analytic_w[n], numerical_gradient(objective, layer.weights[n], 1.0),
                               label=f"{label} d{n}")
 
@@ -253,3 +253,15 @@ def test_time_distributed_errors():
     with pytest.raises(LayerError, match=r"TimeDistributed expects input of shape \(batch, timesteps, \.\.\.\) "
                                          r"with at least 3 dimensions. Received: input_shape=\(None, 3\)"):
         TimeDistributed(Dense(2)).build((None, 3))
+
+
+def test_time_distributed_delegates_weight_roles():
+    from scratch.normalization import BatchNormalization
+
+    k = keras.layers.TimeDistributed(keras.layers.BatchNormalization(center=False))
+    k.build((None, 3, 4))
+    layer = TimeDistributed(BatchNormalization(**k.get_config()["layer"]["config"]))
+    layer.build((None, 3, 4))
+    assert layer.active_weight_names() == ("gamma", "moving_mean", "moving_variance")
+    assert layer.trainable_weight_names() == ("gamma",) == tuple(w.name for w in k.trainable_weights)
+    assert layer.count_params() == k.count_params()
