@@ -1,4 +1,4 @@
-"""The model graph: Sequential and Functional Keras models rebuilt from their config.
+"""The model graph: Sequential and Functional Keras models rebuilt from their config (from_config.py).
 
 A model is a list of *nodes* (one per layer call) in an order where every input exists before it
 is used. A tensor is named as Keras names it, ``(layer_name, node_index, tensor_index)``.
@@ -21,9 +21,8 @@ import inspect
 
 import numpy as np
 
-from . import registry
 from .base import Layer, LayerError
-from .errors import GraphError, InputError, ModelFileError, UnsupportedLayerError
+from .errors import GraphError, InputError, ModelFileError
 
 _NON_TRAINABLE = ("moving_mean", "moving_variance")
 
@@ -130,25 +129,8 @@ class Model(Layer):
     @classmethod
     def from_config(cls, model_cfg, flavor="keras3", source=None, check=True):
         """Build (and shape-infer) a model from ``{class_name, config}``; refuses before building."""
-        if check:
-            problems = registry.check_model_config(model_cfg)
-            top = registry._object_problem({k: v for k, v in model_cfg.items() if k != "config"})
-            kind = model_cfg.get("class_name")
-            if top is None and kind not in registry.MODEL_CLASSES:
-                top = "not a Sequential or Functional model"
-            if top is not None:
-                problems.insert(0, (str(model_cfg.get("config", {}).get("name", "?")), kind, top))
-            if problems:
-                raise UnsupportedLayerError(problems, source)
-        kind = model_cfg["class_name"]
-        config = model_cfg.get("config", {})
-        build = _build_sequential if kind == "Sequential" else _build_functional
-        model = build(config, flavor, source)
-        model.keras_trainable = config.get("trainable", True) is not False
-        build_shape = (model_cfg.get("build_config") or {}).get("input_shape")
-        if not model.built:
-            model.build(build_shape or config.get("build_input_shape"))
-        return model
+        from .from_config import model_from_config
+        return model_from_config(model_cfg, flavor=flavor, source=source, check=check)
 
     # ---- shapes and weights ---------------------------------------------------------------
     def build(self, input_shape=None, rng=None):
@@ -293,8 +275,10 @@ class Model(Layer):
                                  f"received {v.shape}")
         return xs
 
-    def _run(self, xs, input_masks=None, collect=None, prefix="", feed=None, keep=False, training=False):
-        """Run the graph; returns (outputs, output_masks). ``collect`` receives (trace_name, value)."""
+    def _run(self, xs, input_masks=None, collect=None, prefix="", feed=None, keep=False, training=False,
+             tape=None):
+        """Run the graph; returns (outputs, output_masks). ``collect`` receives (trace_name, value);
+        ``tape`` receives each call's inputs for ``backward``."""
         values, masks = {}, {}
         input_masks = input_masks if input_masks is not None else [None] * len(xs)
         for ref, x, m in zip(self.inputs, xs, _as_list(input_masks)):
@@ -302,7 +286,7 @@ class Model(Layer):
             masks[ref] = m
         wanted = set(self.outputs)
         for i, node in enumerate(self.nodes):
-            outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training)
+            outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training, tape)
             name = node.layer.name
             for t, (o, m) in enumerate(zip(outs, out_masks)):
                 values[Ref(name, node.index, t)] = o
@@ -314,13 +298,13 @@ class Model(Layer):
                         collect.append((tname, o))
                     if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
                         values[Ref(name, node.index, t)] = np.asarray(feed[tname])
-            if not keep:   # free intermediates nobody reads again (ResNet-sized batches)
+            if not keep and tape is None:   # free intermediates nobody reads again (ResNet-sized batches)
                 for ref in node.refs():
                     if self._last_use.get(ref) == i and ref not in wanted and ref not in self.inputs:
                         values.pop(ref, None)
         return [values[r] for r in self.outputs], [masks.get(r) for r in self.outputs]
 
-    def _call_node(self, node, values, masks, collect, prefix, feed, training):
+    def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None):
         layer = node.layer
         args = _resolve(node.args, values)
         kwargs = _resolve(node.kwargs, values)
@@ -343,8 +327,12 @@ class Model(Layer):
         if isinstance(layer, Model):
             k = "" if node.index == 0 else f"@{node.index}"
             sub_prefix = f"{prefix}{layer.name}{k}/"
+            sub_tape = None if tape is None else []
             outs, out_masks = layer._run(_as_list(x), input_masks=_as_list(mask) if mask is not None else None,
-                                         collect=collect, prefix=sub_prefix, feed=feed, training=training)
+                                         collect=collect, prefix=sub_prefix, feed=feed, training=training,
+                                         tape=sub_tape)
+            if tape is not None:
+                tape.append(_Call(node, x, {}, outs, sub_tape))
             return outs, out_masks
         call_kwargs = {k: v for k, v in kwargs.items() if v is not None}
         accepted = _accepted_kwargs(layer)
@@ -358,15 +346,113 @@ class Model(Layer):
                              "which the scratch layer does not take")
         out = layer.forward(x, **call_kwargs)
         outs = _as_list(out)
+        if tape is not None:
+            tape.append(_Call(node, x, call_kwargs, outs))
+        layer._last_call = tape[-1] if tape is not None else None   # whose inputs the layer's cache holds
         out_mask = layer.compute_mask(x, previous_mask)
         out_masks = _as_list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
         out_masks = (out_masks + [None] * len(outs))[:len(outs)]
         return outs, out_masks
 
     def forward(self, x, mask=None, training=False):
-        outs, _ = self._run(_as_list(x) if len(self.inputs) > 1 else [x],
-                            input_masks=None if mask is None else _as_list(mask), training=training)
+        """Run the graph and record every call for ``backward``; a list for several outputs."""
+        self._tape = []
+        self._tape_inputs = _as_list(x) if len(self.inputs) > 1 else [x]
+        outs, _ = self._run(self._tape_inputs,
+                            input_masks=None if mask is None else _as_list(mask), training=training,
+                            tape=self._tape)
         return outs if len(outs) > 1 else outs[0]
+
+    def backward(self, dout):
+        """Backprop through the graph recorded by the last ``forward``.
+
+        ``dout`` mirrors the outputs (a list for several; None = no gradient). Returns dx (a list
+        for several inputs; None for integer inputs such as token ids) and fills every layer's
+        ``grads``, summed over the nodes of layers called more than once.
+        """
+        if not getattr(self, "_tape", None):
+            raise LayerError(f"model '{self.name}': backward called before forward")
+        acc = {}
+        dxs = self._backward(self._tape, self._tape_inputs, _as_list(dout) if len(self.outputs) > 1 else [dout],
+                             acc)
+        for layer, grads in acc.values():
+            _set_grads(layer, grads)
+        return dxs if len(dxs) > 1 else dxs[0]
+
+    def _backward(self, tape, inputs, douts, acc):
+        grad = {}
+
+        def add(ref, d):
+            if isinstance(ref, Ref) and d is not None:
+                grad[ref] = d if ref not in grad else grad[ref] + d
+
+        for ref, d in zip(self.outputs, douts):
+            add(ref, None if d is None else np.asarray(d))
+        for call in reversed(tape):
+            node, layer = call.node, call.node.layer
+            ds = [grad.get(Ref(layer.name, node.index, t)) for t in range(len(call.outs))]
+            if all(d is None for d in ds):
+                continue
+            ds = [np.zeros_like(o) if d is None else d for d, o in zip(ds, call.outs)]
+            if isinstance(layer, Model):
+                dx = layer._backward(call.sub, _as_list(call.x) if len(layer.inputs) > 1 else [call.x], ds, acc)
+                dx = dx if len(layer.inputs) > 1 else dx[0]
+                states = []
+            else:
+                if getattr(layer, "_last_call", None) is not call:   # shared layer: restore this call's cache
+                    layer.forward(call.x, **call.kwargs)
+                    layer._last_call = call
+                dx = layer.backward(ds if len(ds) > 1 else ds[0])
+                _accumulate(acc, layer)
+                states = []
+                if call.kwargs.get("initial_state") is not None:
+                    dx, states = dx[0], list(dx[1:])
+            main = node.args[0]
+            if isinstance(main, Ref):
+                add(main, dx)
+            elif dx is not None:
+                for r, d in zip(main, dx):
+                    add(r, d)
+            for r, d in zip(_as_list(node.kwargs.get("initial_state") or []), states):
+                add(r, d)
+        dxs = []
+        for r, x in zip(self.inputs, inputs):
+            floating = np.issubdtype(self._all_layers[r[0]].dtype, np.floating)
+            dxs.append(grad.get(r, np.zeros(np.shape(x), self.dtype)) if floating else None)
+        return dxs
+
+    @property
+    def weights(self):
+        """``{layer/weight: array}`` over every layer (the arrays the layers compute with)."""
+        return {f"{l.name}/{n}": w for l in self.layers for n, w in l.weights.items()}
+
+    @weights.setter
+    def weights(self, value):
+        if value:
+            raise LayerError("a Model holds no weights of its own; use set_weights or its layers")
+
+    @property
+    def grads(self):
+        return {f"{l.name}/{n}": g for l in self.layers for n, g in l.grads.items()}
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise LayerError("a Model holds no gradients of its own")
+
+    def active_weight_names(self):
+        return tuple(f"{l.name}/{n}" for l in self.layers for n in l.active_weight_names())
+
+    def get_weights(self):
+        return [w for l in self.layers for w in l.get_weights()]
+
+    def set_weights(self, arrays):
+        arrays = list(arrays)
+        for layer in self.layers:
+            k = len(layer.active_weight_names())
+            if k:
+                layer.set_weights(arrays[:k])
+                arrays = arrays[k:]
 
     def compute_mask(self, inputs, mask=None):
         return None   # nested models are run through _run, which carries their output masks
@@ -398,6 +484,28 @@ class Model(Layer):
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+class _Call:
+    """One recorded layer call: the node, its input, the kwargs it ran with, its outputs."""
+
+    def __init__(self, node, x, kwargs, outs, sub=None):
+        self.node, self.x, self.kwargs, self.outs, self.sub = node, x, kwargs, outs, sub
+
+
+def _accumulate(acc, layer):
+    entry = acc.setdefault(id(layer), (layer, {}))[1]
+    for name, g in layer.grads.items():
+        entry[name] = g.copy() if name not in entry else entry[name] + g
+
+
+def _set_grads(layer, grads):
+    parts = getattr(layer, "_parts", None)   # wrappers keep their grads in the wrapped layers
+    if parts is not None:
+        for prefix, sub in parts():
+            _set_grads(sub, {n[len(prefix):]: g for n, g in grads.items() if n.startswith(prefix)})
+    else:
+        layer.grads = dict(grads)
+
+
 def _resolve_masks(struct, masks):
     if isinstance(struct, Ref):
         return masks.get(struct)
@@ -436,135 +544,3 @@ def _weight_slots(layer, trainable):
         return [(l, n, t) for l, n, t in layer.keras_weight_slots(trainable)]
     trainable = trainable and getattr(layer, "keras_trainable", True)
     return [(layer, n, trainable and not n.endswith(_NON_TRAINABLE)) for n in layer.active_weight_names()]
-
-
-def _make(layer_cfg, flavor, source):
-    cls = layer_cfg["class_name"]
-    if cls == "InputLayer":
-        layer = InputLayer(**layer_cfg.get("config", {}))
-    elif cls in registry.MODEL_CLASSES:
-        layer = Model.from_config(layer_cfg, flavor, source, check=False)
-    else:
-        layer = registry.make_layer(layer_cfg, flavor)
-    layer.keras_class = cls
-    layer.keras_trainable = layer_cfg.get("config", {}).get("trainable", True) is not False
-    return layer
-
-
-def _make_all(layer_cfgs, flavor, source):
-    layers, problems = [], []
-    for lc in layer_cfgs:
-        try:
-            layers.append(_make(lc, flavor, source))
-        except (LayerError, ValueError, TypeError) as exc:
-            name = lc.get("config", {}).get("name") or lc.get("name")
-            problems.append((str(name), lc.get("class_name"), f"unsupported configuration: {exc}"))
-    if problems:
-        raise UnsupportedLayerError(problems, source)
-    return layers
-
-
-def _build_sequential(config, flavor, source):
-    cfgs = list(config.get("layers", []))
-    layers = _make_all(cfgs, flavor, source)
-    if layers and isinstance(layers[0], InputLayer):
-        inp, body = layers[0], layers[1:]
-    else:
-        first = cfgs[0].get("config", {}) if cfgs else {}
-        shape = first.get("batch_input_shape") or first.get("batch_shape")
-        inp = InputLayer(batch_shape=shape, dtype=first.get("dtype") if isinstance(first.get("dtype"), str) else None,
-                         name=f"{config.get('name', 'sequential')}_input")
-        body = layers
-    nodes, prev = [], Ref(inp.name)
-    for layer in body:
-        nodes.append(Node(layer, 0, [prev], {}, auto_mask="keras3"))
-        prev = Ref(layer.name)
-    return Model(config.get("name", "sequential"), [inp] + body, nodes, [Ref(inp.name)], [prev],
-                 kind="Sequential", source=source)
-
-
-def _build_functional(config, flavor, source):
-    cfgs = list(config.get("layers", []))
-    layers = _make_all(cfgs, flavor, source)
-    by_name = {l.name: l for l in layers}
-    for lc, layer in zip(cfgs, layers):   # the graph refers to layers by their config-level name
-        layer.name = lc.get("name", layer.name)
-        by_name[layer.name] = layer
-    legacy = any(isinstance(n, list) for lc in cfgs for n in lc.get("inbound_nodes", []))
-
-    def offset(name, in_io):
-        # Keras indexes the nodes of a nested model from 1 in some places (its own graph is node 0):
-        # tf_keras everywhere for Functional and Sequential, Keras 3 only in input/output_layers
-        # and only for Functional.
-        cls = getattr(by_name.get(name), "keras_class", None)
-        if legacy:
-            return 1 if cls in registry.MODEL_CLASSES else 0
-        return 1 if in_io and cls in ("Functional", "Model") else 0
-
-    pending = []
-    for lc, layer in zip(cfgs, layers):
-        for k, node_data in enumerate(lc.get("inbound_nodes", [])):
-            if isinstance(node_data, list):
-                args, kwargs = _legacy_node(node_data, layer, offset)
-                pending.append(Node(layer, k, args, kwargs, auto_mask="tf_keras"))
-            else:
-                args = _keras3_struct(node_data.get("args", []), offset)
-                kwargs = _keras3_struct(node_data.get("kwargs", {}), offset)
-                pending.append(Node(layer, k, args, kwargs, auto_mask="keras3"))
-    inputs = _io_refs(config.get("input_layers", []), offset)
-    outputs = _io_refs(config.get("output_layers", []), offset)
-    available = {(r[0], r[1]) for r in inputs}   # (layer, node) calls already placed
-    available |= {(layer.name, 0) for layer in layers if isinstance(layer, InputLayer)}
-    ordered = []
-    while pending:   # Keras's own loop: sweep the layers in config order, placing each call once its inputs exist
-        placed = False
-        for layer in layers:
-            for n in [n for n in pending if n.layer is layer]:
-                if not all((r[0], r[1]) in available for r in n.refs()):
-                    break
-                pending.remove(n)
-                ordered.append(n)
-                available.add((n.layer.name, n.index))
-                placed = True
-        if not placed:
-            missing = sorted({r for n in pending for r in n.refs() if (r[0], r[1]) not in available})
-            raise GraphError(f"model '{config.get('name')}'{' in ' + str(source) if source else ''}: the graph "
-                             f"refers to tensors that no layer produces, or has a cycle: {missing[:5]}")
-    for r in outputs:
-        if (r[0], r[1]) not in available:
-            raise GraphError(f"model '{config.get('name')}': output {tuple(r)} is not produced by the graph")
-    return Model(config.get("name", "functional"), layers, ordered, inputs, outputs, source=source)
-
-
-def _legacy_node(node_data, layer, offset):
-    refs, kwargs = [], {}
-    for entry in node_data:
-        refs.append(Ref(entry[0], entry[1] - offset(entry[0], False), entry[2]))
-        if len(entry) > 3 and isinstance(entry[3], dict):
-            kwargs.update({k: v for k, v in entry[3].items() if not _is_tensor_spec(v)})
-    if len(refs) > 1 and getattr(layer, "keras_class", None) in registry.RECURRENT + ("Bidirectional",):
-        return [refs[0]], {**kwargs, "initial_state": refs[1:]}
-    return [refs[0] if len(refs) == 1 else refs], kwargs
-
-
-def _is_tensor_spec(v):
-    return isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str) and isinstance(v[1], int)
-
-
-def _keras3_struct(value, offset):
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            hist = value["config"]["keras_history"]
-            return Ref(hist[0], hist[1] - offset(hist[0], False), hist[2])
-        return {k: _keras3_struct(v, offset) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_keras3_struct(v, offset) for v in value]
-    return value
-
-
-def _io_refs(spec, offset):
-    if isinstance(spec, dict):
-        spec = list(spec.values())
-    if len(spec) == 3 and isinstance(spec[0], str):
-        spec = [spec]
-    return [Ref(s[0], s[1] - offset(s[0], True), s[2]) for s in spec]
