@@ -24,9 +24,6 @@ import numpy as np
 from .base import Layer, LayerError
 from .errors import GraphError, InputError, ModelFileError
 
-_NON_TRAINABLE = ("moving_mean", "moving_variance")
-
-
 class InputLayer(Layer):
     """A model input: ``batch_shape`` (batch axis included) and ``dtype`` (int32 ids for Embedding)."""
 
@@ -443,6 +440,10 @@ class Model(Layer):
     def active_weight_names(self):
         return tuple(f"{l.name}/{n}" for l in self.layers for n in l.active_weight_names())
 
+    def trainable_weight_names(self):
+        """The weights ``backward`` fills gradients for (all but state such as BN's statistics)."""
+        return tuple(f"{l.name}/{n}" for l in self.layers for n in l.trainable_weight_names())
+
     def get_weights(self):
         return [w for l in self.layers for w in l.get_weights()]
 
@@ -543,4 +544,5 @@ def _weight_slots(layer, trainable):
     if isinstance(layer, Model):
         return [(l, n, t) for l, n, t in layer.keras_weight_slots(trainable)]
     trainable = trainable and getattr(layer, "keras_trainable", True)
-    return [(layer, n, trainable and not n.endswith(_NON_TRAINABLE)) for n in layer.active_weight_names()]
+    state = set(layer.active_weight_names()) - set(layer.trainable_weight_names())   # BN's moving statistics
+    return [(layer, n, trainable and n not in state) for n in layer.active_weight_names()]
