@@ -253,9 +253,16 @@ def test_tf_keras_lstm_captioner_h5(tmp_path, tfk):
     model = tfk.Model([img, seq], [o, b], name="tfk_cap")
     randomize(model)
     model.save(tmp_path / "tfk.h5")
+    model.save(tmp_path / "tfk.keras")
+    model.save_weights(tmp_path / "tfk.weights.h5")   # Keras 3 layout (layers/<key>/vars)
+    model.save_weights(tmp_path / "tfk_w.h5")         # legacy weights-only (layer_names at the root)
+    (tmp_path / "tfk.json").write_text(model.to_json())
     rng = np.random.default_rng(6)
     x = [rng.normal(size=(5, 7)).astype("float32"), token_ids(5, 6, 10, seed=6).astype("float32")]
-    check_model(model, x, {"h5": lambda: scratch.load(tmp_path / "tfk.h5")}, label="tf_keras lstm")
+    loaders = {"h5": lambda: scratch.load(tmp_path / "tfk.h5"), "keras": lambda: scratch.load(tmp_path / "tfk.keras"),
+               "weights": lambda: scratch.load(tmp_path / "tfk.weights.h5", config=tmp_path / "tfk.json"),
+               "legacy weights": lambda: scratch.load(tmp_path / "tfk_w.h5", config=tmp_path / "tfk.json")}
+    check_model(model, x, loaders, label="tf_keras lstm")
     assert scratch.load(tmp_path / "tfk.h5").get_layer("lstm").recurrent_activation.name == "hard_sigmoid_tf_keras"
 
 
