@@ -14,7 +14,7 @@ from parity.tolerance import assert_close
 from scratch import activations
 from scratch.base import LayerError
 from scratch.core import Activation, Dense, Dropout, Flatten, ReLU, Reshape, Softmax
-from support import check_layer_gradients, randomize_keras_weights
+from tests.support import check_layer_gradients, randomize_keras_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
 

@@ -11,7 +11,7 @@ from keras.src.backend import get_keras_mask, set_keras_mask  # how Keras 3 atta
 from parity.tolerance import assert_close
 from scratch.base import LayerError
 from scratch.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
-from support import check_layer_gradients
+from tests.support import check_layer_gradients
 
 ELEMENTWISE = [Add, Subtract, Multiply, Average, Maximum, Minimum]
 DTYPES = st.sampled_from(["float32", "float64"])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from parity.tolerance import assert_close
 from scratch.base import LayerError
 from scratch.normalization import BatchNormalization
-from support import check_layer_gradients, randomize_keras_weights
+from tests.support import check_layer_gradients, randomize_keras_weights
 
 DTYPES = st.sampled_from(["float32", "float64"])
 SEEDS = st.integers(0, 2**31 - 1)
