@@ -16,7 +16,7 @@ def encoder_captioner():
     """A Sequential CNN encoder nested in a Functional captioner, the encoder called twice."""
     encoder = keras.Sequential([
         keras.Input((8, 8, 3)),
-        layers.Conv2D(4, 3, activation="relu"),
+        layers.Conv2D(4, 3, activation="relu", name="conv2d"),   # explicit: Keras's counters are global
         layers.BatchNormalization(),
         layers.GlobalAveragePooling2D(),
         layers.Dense(6, activation="tanh"),
@@ -108,10 +108,10 @@ def test_return_state_feeds_another_branch(tmp_path):
 def test_tf_keras_nested_sequential(tmp_path):
     """tf_keras numbers a nested Sequential/Functional's nodes from 1 everywhere."""
     tfk = pytest.importorskip("tf_keras")
-    inner = tfk.Sequential([tfk.Input((4,)), tfk.layers.Dense(3, activation="relu")], name="inner")
+    inner = tfk.Sequential([tfk.Input((4,)), tfk.layers.Dense(3, activation="relu", name="dense")], name="inner")
     x_in = tfk.Input((4,), name="x")
     a, b = inner(x_in), inner(tfk.layers.Dense(4)(x_in))
-    model = randomize(tfk.Model(x_in, tfk.layers.Concatenate()([a, b]), name="tfk_nested"))
+    model = randomize(tfk.Model(x_in, tfk.layers.Concatenate(name="concatenate")([a, b]), name="tfk_nested"))
     model.save(tmp_path / "n.h5")
     x = np.random.default_rng(5).normal(size=(3, 4)).astype("float32")
     smodel = scratch.load(tmp_path / "n.h5")

@@ -247,7 +247,7 @@ def test_tf_keras_lstm_captioner_h5(tmp_path, tfk):
     h = L.Dense(5, name="init_h")(img)
     c = L.Dense(5, name="init_c")(img)
     e = L.Embedding(10, 4, mask_zero=True)(seq)
-    o = L.LSTM(5, return_sequences=True, recurrent_activation="hard_sigmoid")(e, initial_state=[h, c])
+    o = L.LSTM(5, return_sequences=True, recurrent_activation="hard_sigmoid", name="lstm")(e, initial_state=[h, c])
     o = L.TimeDistributed(L.Dense(10, activation="softmax"))(o)
     b = L.Bidirectional(L.GRU(3, reset_after=False))(e)
     model = tfk.Model([img, seq], [o, b], name="tfk_cap")
