@@ -41,6 +41,10 @@ def build_parser():
     run.add_argument("--trace-samples", type=int, default=64,
                      help="samples in the per-layer trace and float64 truth run (default: 64)")
     run.add_argument("--beam-width", type=int, default=3)
+    run.add_argument("--beam-samples", type=int, default=None,
+                     help="beam-search only the first N test images (default: all)")
+    run.add_argument("--tokenizer", choices=("auto", "ptb", "simple"), default="auto",
+                     help="caption tokenization: coco's PTB jar (auto when Java exists) or pure Python")
     run.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves the Java start-up)")
     run.add_argument("--no-html", action="store_true", help="write parity.json/md only, no plots")
     run.set_defaults(func=_run)

@@ -15,6 +15,7 @@ new model and input signature: 36 s instead of 3 s for the LocallyConnected2D tw
 import json
 import os
 import time
+import warnings
 import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -238,7 +239,10 @@ def call(model, x, *, batch_size=256):
     chunks = []
     for s in range(0, max(n, 1), batch_size):
         part = [v[s:s + batch_size] for v in xs]
-        out = model(part if isinstance(x, (list, tuple)) else part[0], training=False)
+        with warnings.catch_warnings():
+            # Keras 3 warns when a one-input functional model gets a bare tensor instead of [tensor].
+            warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+            out = model(part if isinstance(x, (list, tuple)) else part[0], training=False)
         chunks.append([np.asarray(o) for o in _as_list(out)])
     outs = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(chunks[0]))]
     return outs if isinstance(model.outputs, (list, tuple)) and len(model.outputs) > 1 else outs[0]

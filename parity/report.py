@@ -379,7 +379,8 @@ def captioner_rows(data, manifest):
                      " / ".join(_f4(k[f"Bleu_{i}"]) for i in range(1, 5)),
                      " / ".join(_f4(s[f"Bleu_{i}"]) for i in range(1, 5)),
                      _f4(k.get("METEOR")), _f4(s.get("METEOR")), _f4(k["ROUGE_L"]), _f4(s["ROUGE_L"]),
-                     _f4(k["CIDEr"]), _f4(s["CIDEr"]), _f4(m["keras_beam"]["Bleu_4"]), _f4(m["scratch_beam"]["Bleu_4"]),
+                     _f4(k["CIDEr"]), _f4(s["CIDEr"]), _f4(m.get("keras_beam", {}).get("Bleu_4")),
+                     _f4(m.get("scratch_beam", {}).get("Bleu_4")),
                      f"{r['greedy']['identical']}/{r['greedy']['captions']}",
                      f"{r['beam']['identical']}/{r['beam']['captions']}", _f(t.get("keras_s")), _f(t.get("scratch_s"))])
     return rows
