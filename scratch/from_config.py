@@ -25,7 +25,7 @@ def model_from_config(model_cfg, flavor="keras3", source=None, check=True):
     """Build (and shape-infer) a model from ``{class_name, config}``; refuses before building."""
     if check:
         problems = registry.check_model_config(model_cfg)
-        top = registry._object_problem({k: v for k, v in model_cfg.items() if k != "config"})
+        top = registry.object_problem({k: v for k, v in model_cfg.items() if k != "config"})
         kind = model_cfg.get("class_name")
         if top is None and kind not in registry.MODEL_CLASSES:
             top = "not a Sequential or Functional model"

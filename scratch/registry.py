@@ -64,7 +64,7 @@ def _is_keras_module(module):
     return module.split(".")[0] in ("keras", "tf_keras")
 
 
-def _object_problem(obj):
+def object_problem(obj):
     """Why a serialized ``{class_name, module, registered_name, ...}`` dict is refused, or None."""
     cls = obj.get("class_name")
     if cls in CODE_CLASSES:
@@ -113,9 +113,9 @@ def _check_layers(layer_cfgs, problems, prefix):
         cls = lc.get("class_name")
         cfg = lc.get("config") if isinstance(lc.get("config"), dict) else {}
         name = prefix + str(lc.get("name") or cfg.get("name") or "?")
-        reason = _object_problem(lc)
+        reason = object_problem(lc)
         if reason is None and cls in MODEL_CLASSES:
-            reason = _object_problem({k: v for k, v in lc.items() if k != "config"})
+            reason = object_problem({k: v for k, v in lc.items() if k != "config"})
             if reason is None:
                 _check_layers(cfg.get("layers", []), problems, prefix=name + "/")
                 continue
@@ -136,7 +136,7 @@ def _layer_problem(cls, cfg):
         for key in ("layer", "backward_layer"):
             inner = cfg.get(key)
             if isinstance(inner, dict):
-                reason = _object_problem(inner) or _layer_problem(inner.get("class_name"), inner.get("config", {}))
+                reason = object_problem(inner) or _layer_problem(inner.get("class_name"), inner.get("config", {}))
                 if reason is not None:
                     return f"wrapped {key} {inner.get('class_name')!r}: {reason}"
     return _nested_problem(cfg)
@@ -145,7 +145,7 @@ def _layer_problem(cls, cfg):
 def _nested_problem(cfg):
     # Activations, initializers, ... serialized as objects: a custom one is refused too.
     for obj in _walk_objects(cfg):
-        reason = _object_problem(obj)
+        reason = object_problem(obj)
         if reason is not None:
             return reason
     return None
