@@ -211,6 +211,8 @@ def _run(args):
 
 def main(argv=None):
     parser = build_parser()
+    if argv is not None:
+        argv = [os.fspath(a) for a in argv]
     try:
         args = parser.parse_args(argv)
         return args.func(args)

@@ -415,14 +415,20 @@ def run_suite(args):
         results[name]["passed"] = not results[name]["failures"]
         print(f"  {name:<24} {'ok' if results[name]['passed'] else 'FAIL'} ({results[name]['seconds']:.1f} s)",
               flush=True)
+    meteor_check = None
     if meteor[0] is not None:
+        # METEOR 1.5 gives an exact match no fragmentation penalty: anything but 1.0 means a broken jar.
+        meteor_check = meteor[0].score({0: ["a large red three left of a small blue seven"]},
+                                       {0: ["a large red three left of a small blue seven"]})
         meteor[0].close()
     from .report import print_summary, write_suite_report
 
     wall = time.perf_counter() - t_start
     data = dict(environment=env, manifest=manifest.path, margin=MARGIN, wall_time_s=wall,
+                meteor=dict(self_check_exact_match=meteor_check, error=meteor[1]),
                 options=dict(samples=args.samples, trace_samples=args.trace_samples, beam_width=args.beam_width),
-                models=results, passed=all(r["passed"] for r in results.values()))
+                models=results, passed=all(r["passed"] for r in results.values())
+                and meteor_check in (None, 1.0))
     write_suite_report(args.report, data, manifest, ctx.assets, html=not args.no_html)
     print_summary(data)
     print(f"parity run: {'PASS' if data['passed'] else 'FAIL'}: {sum(r['passed'] for r in results.values())}/"

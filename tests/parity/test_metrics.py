@@ -115,21 +115,14 @@ def test_scorers_refuse_mismatched_ids():
         M.rouge_l({1: ["a"]}, {1: ["a", "b"]})
 
 
-def test_meteor_1_5_runs_offline_and_reports_why_it_fails(monkeypatch):
+def test_meteor_failure_is_reported_with_its_reason(monkeypatch):
+    # The happy path (METEOR 1.5 on real captions) runs once, in the gate (tests/parity/test_gate.py):
+    # the jar takes ~10 CPU seconds to load its paraphrase table.
     gts, res = _corpus(4, n=10)
-    exact = {k: [v[0]] for k, v in gts.items()}
-    scorer = M.MeteorScorer()
-    try:
-        # METEOR 1.5 gives an exact match no fragmentation penalty: 1.0 per segment and overall.
-        assert scorer.score(gts, exact) == pytest.approx(1.0, abs=1e-12)
-        partial = scorer.score(gts, res)
-        scores = M.caption_metrics(gts, res, meteor=scorer)
-    finally:
-        scorer.close()
-    assert 0.2 < partial < 1.0 and scores["METEOR"] == partial
-    assert set(M.METRIC_NAMES) <= set(scores) and "METEOR_error" not in scores
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # no java on PATH
     out = M.caption_metrics(gts, res)
     assert out["METEOR"] is None
     assert "METEOR needs Java: no 'java' on PATH" in out["METEOR_error"]
-    assert out["Bleu_4"] == scores["Bleu_4"]
+    assert out["Bleu_4"] == M.bleu(gts, res)[3]
+    with pytest.raises(M.MetricError, match="METEOR needs Java"):
+        M.MeteorScorer()

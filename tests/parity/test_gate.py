@@ -1,0 +1,141 @@
+"""The CI regression gate over the committed weights, and proof that it can fail.
+
+- Every model in weights/MANIFEST.json passes ``parity run`` (checksums, per-layer parity with the
+  float64 budget, argmax agreement / step-by-step decoding, metrics).
+- Scratch's metrics are not below the MANIFEST's recorded Keras metrics minus ``parity.suite.MARGIN``
+  (0.01 in macro-F1, accuracy and BLEU-4: a couple of near-tie flips on the few-hundred-sample test
+  splits; a broken layer costs far more).
+- A deliberately broken scratch layer (LSTM gate order, 'same' padding split) makes ``parity check``
+  on a committed model exit 1 and name the right first diverging layer.
+
+To stay within the test budget the gate traces 8 samples per layer (``make parity``: 64) and
+beam-searches the first 60 test images (``make parity``: all); predictions, greedy captions and
+metrics use the whole test split, as the MANIFEST's numbers do.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.cli import build_parser, main
+from parity.suite import MARGIN, Manifest
+
+WEIGHTS = Path(os.environ.get("PARITY_WEIGHTS", Path(__file__).resolve().parents[2] / "weights"))
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    if not (WEIGHTS / "MANIFEST.json").exists():
+        pytest.fail(f"{WEIGHTS}/MANIFEST.json is missing: the gate needs the committed reference weights")
+    return Manifest.load(str(WEIGHTS))
+
+
+@pytest.fixture(scope="module")
+def gate(manifest, tmp_path_factory):
+    from parity.suite import run_suite
+
+    report = tmp_path_factory.mktemp("gate")
+    args = build_parser().parse_args(["run", "--weights", str(WEIGHTS), "--report", str(report), "--trace-samples",
+                                      "8", "--beam-samples", "60", "--no-html"])
+    rc = run_suite(args)
+    return rc, json.loads((report / "parity.json").read_text()), report
+
+
+def test_every_model_in_the_manifest_passes(manifest, gate):
+    rc, data, report = gate
+    assert set(data["models"]) == set(manifest.names())
+    failed = {n: r["failures"] for n, r in data["models"].items() if not r["passed"]}
+    assert not failed, failed
+    assert rc == 0 and data["passed"]
+    assert (report / "parity.md").exists()
+
+
+def test_metrics_are_not_below_the_manifest_minus_the_margin(manifest, gate):
+    _, data, _ = gate
+    for name, r in data["models"].items():
+        recorded = manifest.entry(name).raw["metrics"]
+        if r["kind"] == "classifier":
+            got = r["classification"]["scratch"]
+            for key in ("macro_f1", "accuracy"):
+                assert got[key] >= recorded[key] - MARGIN[key], (name, key, got[key], recorded[key])
+        else:
+            got = r["metrics"]["scratch"]["nltk_bleu4"]
+            assert got >= recorded["bleu4"] - MARGIN["bleu4"], (name, got, recorded["bleu4"])
+            # coco's BLEU-4 on the same tokens, and identical Keras/scratch numbers on identical captions
+            if not r["greedy"]["differing"]:
+                assert r["metrics"]["scratch"] == r["metrics"]["keras"]
+
+
+def test_every_comparison_actually_compared_something(gate):
+    _, data, _ = gate
+    assert data["meteor"]["self_check_exact_match"] == 1.0, data["meteor"]
+    for name, r in data["models"].items():
+        parts = [r["per_layer"]] if "layers" in r["per_layer"] else list(r["per_layer"].values())
+        assert all(len(p["layers"]) >= 5 for p in parts), name
+        if r["kind"] == "classifier":
+            assert r["classification"]["samples"] == r["timing"]["samples"] > 100
+        else:
+            assert r["greedy"]["token_checks"] > r["greedy"]["captions"]          # several steps per caption
+            assert r["beam"]["logits"]["steps_compared"] >= 3
+            m = r["metrics"]["keras"]
+            # METEOR 1.5's jar ran offline
+            assert m["METEOR"] is not None and 0 < m["METEOR"] <= 1, m.get("METEOR_error")
+            assert r["metrics"]["bleu_cross_check"]["passed"]
+
+
+# ---- the gate can fail -----------------------------------------------------------------------------
+def _first(manifest, predicate):
+    for name in manifest.names():
+        entry = manifest.entry(name)
+        if predicate(entry):
+            return entry
+    pytest.fail("no committed model fits this check")
+
+
+def test_swapped_lstm_gates_fail_check_on_a_committed_captioner(manifest, monkeypatch, capsys):
+    from tests.parity.test_cli import _swap_lstm_gates
+
+    entry = _first(manifest, lambda e: e.kind == "captioner" and e.raw["hyper_parameters"].get("cell") == "lstm")
+    step = entry.file("step")
+    assert main(["check", step]) == 0          # intact, the committed step model passes
+    capsys.readouterr()
+    _swap_lstm_gates(monkeypatch)
+    rc = main(["check", step])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "first diverging layer: rnn1:" in out, out
+
+
+def _odd_same_pool(hp, size=32):
+    """Index of the first 'same' pool whose input is odd (there the padding split matters), by hand."""
+    n = size
+    for i in range(1, hp["blocks"] + 1):
+        n = n - hp["kernel"] + 1            # 'valid' conv
+        if n % 2:
+            return i
+        n = n // 2                          # 'same' pool, stride 2, even input: no padding
+    return None
+
+
+def test_flipped_padding_split_fails_check_on_a_committed_cnn(manifest, monkeypatch, capsys, tmp_path):
+    from tests.parity.test_cli import _swap_same_padding_split
+
+    entry = _first(manifest, lambda e: e.raw.get("family") == "cnn_grid"
+                   and _odd_same_pool(e.raw["hyper_parameters"]) is not None)
+    pool = _odd_same_pool(entry.raw["hyper_parameters"])
+    # real test digits, so that max pooling sees the padded border where it matters
+    from keras_ref.data import load_digits_split
+
+    npz = tmp_path / "digits.npz"
+    np.savez(npz, image=load_digits_split()["test"][0][:16])
+    path = entry.model_file()
+    assert main(["check", path, "--inputs", npz]) == 0
+    capsys.readouterr()
+    _swap_same_padding_split(monkeypatch)
+    rc = main(["check", path, "--inputs", npz])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert f"first diverging layer: pool{pool}:" in out, out
