@@ -68,11 +68,14 @@ def plot_error_vs_depth(path, results, title="Per-layer error vs depth"):
     """``results``: {label: compare_layers result}; max |scratch - Keras| in eps units, log scale."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
+    floor = 1e-2
     for label, res in results.items():
         g = res["growth"]
-        ys = [max(e, 1e-3) for e in g["eps_units"]]
+        ys = [max(e, floor) for e in g["eps_units"]]
         ax.plot(g["depth"], ys, marker=".", linewidth=1, label=label)
     ax.set_yscale("log")
+    ax.axhline(floor, color="#888", linewidth=0.6, linestyle=":")
+    ax.text(0.0, floor * 1.15, "bit-identical (error 0)", fontsize=6, color="#666", transform=ax.get_yaxis_transform())
     ax.set_xlabel("layer depth (trace order)")
     ax.set_ylabel("max |scratch - Keras| / (eps32 * max(1, scale))")
     ax.set_title(title)
@@ -119,8 +122,8 @@ def plot_history(path, histories, title="Training curves (MANIFEST history)"):
         ax.set_title(key)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-    if len(histories) <= 12:
-        axes[1].legend(fontsize=6, ncol=2)
+        if ax.lines and len(histories) <= 17:
+            ax.legend(fontsize=5, ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -183,21 +186,26 @@ def plot_filters(path, kernel, title):
 
 
 def plot_caption_grid(path, images, rows, title):
-    """``rows``: per image (ground truth, Keras caption, scratch caption)."""
+    """``rows``: per image (ground truth, Keras caption, scratch caption), wrapped under each image."""
+    import textwrap
+
     n = len(images)
     cols = min(n, 4)
     nrows = int(np.ceil(n / cols))
     plt = _plt()
-    fig, axes = plt.subplots(nrows, cols, figsize=(cols * 3.2, nrows * 3.6))
+    fig, axes = plt.subplots(nrows, cols, figsize=(cols * 3.3, nrows * 4.3))
     axes = np.atleast_1d(axes).ravel()
     for ax in axes:
         ax.axis("off")
     for ax, img, (gt, k, s) in zip(axes, images, rows):
         ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
-        same = "same" if k == s else "DIFFERENT"
-        ax.set_title(f"GT: {gt}\nKeras: {k}\nscratch: {s} ({same})", fontsize=6.5, loc="left")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        verdict = "identical" if k == s else "DIFFERENT"
+        text = "\n".join(textwrap.fill(f"{label}: {c}", 48) for label, c in
+                          (("GT", gt), ("Keras", k), ("scratch", s))) + f"\n[{verdict}]"
+        ax.text(0.0, -0.03, text, transform=ax.transAxes, fontsize=6.5, va="top", ha="left", family="monospace",
+                color="black" if k == s else "#b00")
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, wspace=0.08, hspace=0.45)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -244,7 +252,7 @@ def _f(x):
 
 CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
-td:nth-child(2),th:nth-child(2){text-align:left}tr.fail{background:#fdd}tr.ok{background:#efe}
+td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}tr.fail{background:#fdd}tr.ok{background:#efe}
 img{max-width:100%;border:1px solid #eee;margin:.3em 0}.pass{color:#070;font-weight:bold}.failw{color:#b00;font-weight:bold}
 h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}details{margin:.4em 0}code{background:#f4f4f4}"""
 
@@ -296,6 +304,16 @@ def _worst(r):
     return (best or ("-", 0.0, 0.0)) + (ok, total)
 
 
+def _truth_counts(r):
+    """'K/S/=': layers where Keras / scratch is further from the float64 truth, and exact ties."""
+    counts = {"keras": 0, "scratch": 0, "tie": 0}
+    for res in _per_layer_parts(r).values():
+        for row in res["layers"]:
+            if "truth" in row:
+                counts[row["truth"]["further"]] += 1
+    return f"{counts['keras']}/{counts['scratch']}/{counts['tie']}"
+
+
 def _first_div(r):
     for suffix, res in _per_layer_parts(r).items():
         if res["first_diverging"]:
@@ -318,13 +336,13 @@ def summary_rows(data):
         label, k, s = _metric_pair(r)
         wl, wa, we, ok, total = _worst(r)
         t = r.get("timing", {})
-        rows.append([name, r.get("kind", "?"), f"{ok}/{total}", wl, _e(wa), _f(we), _first_div(r), label,
+        rows.append([name, r.get("kind", "?"), f"{ok}/{total}", wl, _e(wa), _f(we), _first_div(r), _truth_counts(r), label,
                      _f4(k), _f4(s), _f(t.get("keras_s")), _f(t.get("scratch_s")), "PASS" if r["passed"] else "FAIL"])
     return rows
 
 
 SUMMARY_HEADERS = ["model", "kind", "layers ok", "worst layer", "max abs", "eps units", "first diverging",
-                   "metric", "Keras", "scratch", "Keras s", "scratch s", "status"]
+                   "further from f64 truth: Keras/scratch/tie", "metric", "Keras", "scratch", "Keras s", "scratch s", "status"]
 
 
 def _f4(x):
@@ -333,7 +351,7 @@ def _f4(x):
 
 def print_summary(data):
     rows = summary_rows(data)
-    cols = [0, 2, 3, 5, 7, 8, 9, 10, 11, 12]
+    cols = [0, 2, 3, 5, 8, 9, 10, 11, 12, 13]
     heads = [SUMMARY_HEADERS[c] for c in cols]
     table = [[str(r[c]) for c in cols] for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
