@@ -371,7 +371,8 @@ def classifier_rows(data, manifest):
         e = manifest.entry(name).raw
         hp = e.get("hyper_parameters", {})
         c, t = r["classification"], r.get("timing", {})
-        rows.append([name, hp.get("blocks", ""), "/".join(str(f) for f in hp.get("filters", [])), hp.get("kernel", ""),
+        label = f"{name} (twin of {e['twin_of']})" if e.get("twin_of") else name
+        rows.append([label, hp.get("blocks", ""), "/".join(str(f) for f in hp.get("filters", [])), hp.get("kernel", ""),
                      hp.get("pool", ""), f"{r['params']['keras']:,}", _f4(c["keras"]["macro_f1"]),
                      _f4(c["scratch"]["macro_f1"]), _f4(c["keras"]["accuracy"]), _f4(c["scratch"]["accuracy"]),
                      f"{100 * c['agreement']:.2f}%", c["near_ties"], _f(e.get("train_seconds", e.get("train_time_s"))),
@@ -396,7 +397,8 @@ def captioner_rows(data, manifest):
                      f"{r['params']['encoder'] + r['params']['step']:,}",
                      " / ".join(_f4(k[f"Bleu_{i}"]) for i in range(1, 5)),
                      " / ".join(_f4(s[f"Bleu_{i}"]) for i in range(1, 5)),
-                     _f4(k.get("METEOR")), _f4(s.get("METEOR")), _f4(k["ROUGE_L"]), _f4(s["ROUGE_L"]),
+                     _f4(k.get("METEOR")) or "skipped", _f4(s.get("METEOR")) or "skipped", _f4(k["ROUGE_L"]),
+                     _f4(s["ROUGE_L"]),
                      _f4(k["CIDEr"]), _f4(s["CIDEr"]), _f4(m.get("keras_beam", {}).get("Bleu_4")),
                      _f4(m.get("scratch_beam", {}).get("Bleu_4")),
                      f"{r['greedy']['identical']}/{r['greedy']['captions']}",
