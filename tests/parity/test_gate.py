@@ -139,3 +139,29 @@ def test_flipped_padding_split_fails_check_on_a_committed_cnn(manifest, monkeypa
     out = capsys.readouterr().out
     assert rc == 1
     assert f"first diverging layer: pool{pool}:" in out, out
+
+
+def test_a_tampered_manifest_fails_the_run(manifest, tmp_path):
+    """A shuffled test split (ids fingerprint) and a modified file (sha256) are both caught."""
+    from parity.suite import run_suite
+
+    raw = json.loads((WEIGHTS / "MANIFEST.json").read_text())
+    classifiers = [n for n, e in raw["models"].items() if e.get("task") == "classification"][:2]
+    shuffled, corrupted = classifiers
+    raw["models"] = {n: raw["models"][n] for n in classifiers}
+    raw["models"][shuffled]["dataset"]["ids_sha256"] = "0" * 64
+    for name in raw["models"][corrupted]["files"].values():
+        raw["files"][name]["sha256"] = "f" * 64
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for e in raw["models"].values():
+        for name in e["files"].values():
+            (folder / name).symlink_to(WEIGHTS / name)
+    (folder / "MANIFEST.json").write_text(json.dumps(raw))
+    args = build_parser().parse_args(["run", "--weights", str(folder), "--report", str(tmp_path / "rep"),
+                                      "--trace-samples", "4", "--no-html", "--no-meteor"])
+    assert run_suite(args) == 1
+    data = json.loads((tmp_path / "rep" / "parity.json").read_text())
+    assert "test split ids_sha256" in data["models"][shuffled]["failures"][0]
+    assert "sample order guard" in data["models"][shuffled]["failures"][0]
+    assert all("sha256 differs from the MANIFEST" in f for f in data["models"][corrupted]["failures"])
