@@ -100,7 +100,7 @@ def _is_model(layer):
         "Sequential", "Functional", "Model")
 
 
-def _as_list(x):
+def as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
@@ -117,7 +117,7 @@ def _inbound_names(layer):
     if hasattr(node, "operation"):  # Keras 3
         return [p.operation.name for p in node.parent_nodes]
     inbound = getattr(node, "inbound_layers", [])  # tf_keras
-    return [l.name for l in _as_list(inbound)]
+    return [l.name for l in as_list(inbound)]
 
 
 def _own_nodes(model, layer):
@@ -134,12 +134,12 @@ def _own_nodes(model, layer):
 
 def _node_outputs(node):
     out = getattr(node, "output_tensors", None)
-    return _as_list(out if out is not None else node.outputs)
+    return as_list(out if out is not None else node.outputs)
 
 
 def _node_inputs(node):
     ins = getattr(node, "input_tensors", None)
-    return _as_list(ins if ins is not None else node.inputs)
+    return as_list(ins if ins is not None else node.inputs)
 
 
 def layer_infos(model, prefix=""):
@@ -154,7 +154,7 @@ def layer_infos(model, prefix=""):
             continue
         name = prefix + layer.name
         try:
-            in_shape = [_shape_of(t) for t in _as_list(layer.input)]
+            in_shape = [_shape_of(t) for t in as_list(layer.input)]
             in_shape = in_shape[0] if len(in_shape) == 1 else in_shape
         except Exception:  # noqa: BLE001
             in_shape = None
@@ -162,7 +162,7 @@ def layer_infos(model, prefix=""):
             inner = layer_infos(layer, prefix=name + "/")
             # The inner graph's InputLayers stand for whatever feeds the nested model outside.
             entry = {name + "/" + l.name for l in layer.layers if type(l).__name__ == "InputLayer"}
-            entry |= {name + "/" + t.name.split(":")[0] for t in _as_list(layer.inputs)}
+            entry |= {name + "/" + t.name.split(":")[0] for t in as_list(layer.inputs)}
             outer = [prefix + n for n in _inbound_names(layer)]
             for i in inner:
                 if any(n in entry for n in i["inbound"]) or not i["inbound"]:
@@ -176,7 +176,7 @@ def layer_infos(model, prefix=""):
                 cfg = {}
             inbound = [prefix + n for n in _inbound_names(layer)]
         try:
-            out_shape = [_shape_of(t) for t in _as_list(layer.output)]
+            out_shape = [_shape_of(t) for t in as_list(layer.output)]
         except Exception:  # noqa: BLE001
             out_shape = None
         infos.append(dict(name=name, class_name=cls, config=_jsonable(cfg), input_shape=in_shape,
@@ -209,7 +209,7 @@ def intermediate_outputs(model, x, *, batch_size=64, prefix=""):
             tensors.extend(outs)
             tensors.extend(ins)
     probe = api.Model(model.inputs, tensors)
-    values = _as_list(call(probe, x, batch_size=batch_size))
+    values = as_list(call(probe, x, batch_size=batch_size))
     result = {}
     for layer, k, start, n_out, n_in in slots:
         name = prefix + layer.name + ("" if k == 0 else f"@{k}")
@@ -225,7 +225,7 @@ def intermediate_outputs(model, x, *, batch_size=64, prefix=""):
 def input_specs(model):
     """[(name, shape without batch, dtype str)] for each model input."""
     return [(t.name, tuple(None if d is None else int(d) for d in t.shape[1:]), str(np.dtype(_dtype_name(t.dtype))))
-            for t in _as_list(model.inputs)]
+            for t in as_list(model.inputs)]
 
 
 def _dtype_name(dtype):
@@ -234,7 +234,7 @@ def _dtype_name(dtype):
 
 def call(model, x, *, batch_size=256):
     """``model(x, training=False)`` over batches; a list of arrays when the model has several outputs."""
-    xs = _as_list(x)
+    xs = as_list(x)
     n = len(xs[0])
     chunks = []
     for s in range(0, max(n, 1), batch_size):
@@ -243,7 +243,7 @@ def call(model, x, *, batch_size=256):
             # Keras 3 warns when a one-input functional model gets a bare tensor instead of [tensor].
             warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
             out = model(part if isinstance(x, (list, tuple)) else part[0], training=False)
-        chunks.append([np.asarray(o) for o in _as_list(out)])
+        chunks.append([np.asarray(o) for o in as_list(out)])
     outs = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(chunks[0]))]
     return outs if isinstance(model.outputs, (list, tuple)) and len(model.outputs) > 1 else outs[0]
 

@@ -278,7 +278,7 @@ def evaluate_captioner(ctx, entry):
     images = data["x"]
     few = images[: args.trace_samples]
     enc_res, kenc, senc, enc_infos, enc_red = per_layer(ctx, entry.file("encoder"), few)
-    kstates = ctx.kr._as_list(ctx.kr.call(kenc, few))
+    kstates = ctx.kr.as_list(ctx.kr.call(kenc, few))
     step_x = [np.full((len(few), 1), vocab["start"], np.int32), *kstates]
     step_res, kstep, sstep, step_infos, step_red = per_layer(ctx, entry.file("step"), step_x)
     out["per_layer"] = dict(encoder=enc_res, step=step_res)
