@@ -67,7 +67,7 @@ def _plt():
 def plot_error_vs_depth(path, results, title="Per-layer error vs depth"):
     """``results``: {label: compare_layers result}; max |scratch - Keras| in eps units, log scale."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     floor = 1e-2
     for label, res in results.items():
         g = res["growth"]
@@ -75,7 +75,7 @@ def plot_error_vs_depth(path, results, title="Per-layer error vs depth"):
         ax.plot(g["depth"], ys, marker=".", linewidth=1, label=label)
     ax.set_yscale("log")
     ax.axhline(floor, color="#888", linewidth=0.6, linestyle=":")
-    ax.text(0.0, floor * 1.15, "bit-identical (error 0)", fontsize=6, color="#666", transform=ax.get_yaxis_transform())
+    ax.text(0.01, floor * 1.15, "bit-identical (error 0)", fontsize=6, color="#666", transform=ax.get_yaxis_transform())
     ax.set_xlabel("layer depth (trace order)")
     ax.set_ylabel("max |scratch - Keras| / (eps32 * max(1, scale))")
     ax.set_title(title)
