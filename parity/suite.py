@@ -244,7 +244,8 @@ def evaluate_classifier(ctx, entry):
     ctx.assets[entry.name] = dict(kernel=ctx.kr.first_conv_kernel(kmodel))
     _gate(entry, out, {"macro_f1": cls["scratch"]["macro_f1"], "accuracy": cls["scratch"]["accuracy"]})
     if not res["passed"]:
-        out["failures"].append(f"per-layer parity: first diverging layer {res['first_diverging']}")
+        out["failures"].append(f"per-layer parity: first diverging layer {res['first_diverging']}: "
+                               f"{res['first_diverging_reason']}")
     if not cls["passed"]:
         bad = [d for d in cls["disagreements"] if not d["near_tie"]]
         out["failures"].append(f"{len(bad)} argmax disagreement(s) without a near-tie")
@@ -319,7 +320,8 @@ def evaluate_captioner(ctx, entry):
     _gate(entry, out, {"bleu4": out["metrics"]["scratch"]["nltk_bleu4"]})
     for part, res in out["per_layer"].items():
         if not res["passed"]:
-            out["failures"].append(f"per-layer parity ({part} model): first diverging layer {res['first_diverging']}")
+            out["failures"].append(f"per-layer parity ({part} model): first diverging layer {res['first_diverging']}: "
+                                   f"{res['first_diverging_reason']}")
     for mode in ("greedy", "beam"):
         if not out[mode]["passed"]:
             out["failures"].append(f"{mode} decoding: {len(out[mode]['unexplained'])} caption(s) differ without a "
