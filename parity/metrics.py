@@ -191,8 +191,9 @@ def nltk_bleu(gts, res):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # nltk warns (and returns 0) when an order has no matches
-        return [float(corpus_bleu(refs, hyps, weights=w)) for w in weights]
+        warnings.simplefilter("ignore")  # nltk warns (and returns ~0) when an order has no matches
+        # one pass over the corpus for all four orders (nltk accepts a list of weight tuples)
+        return [float(b) for b in corpus_bleu(refs, hyps, weights=weights)]
 
 
 def bleu_cross_check(gts, res, tol=1e-9):

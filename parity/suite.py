@@ -291,12 +291,12 @@ def evaluate_captioner(ctx, entry):
     t0 = time.perf_counter()
     kg = keras_decode.greedy(kenc, kstep, images, **kw)
     t1 = time.perf_counter()
-    sg = sdecode.greedy_decode(senc, sstep, images, **kw)
+    sg = sdecode.greedy_decode(senc, sstep, images, batch_size=4096, **kw)
     t2 = time.perf_counter()
     beam_images = images[: args.beam_samples] if args.beam_samples else images
     kb = keras_decode.beam(kenc, kstep, beam_images, beam_width=args.beam_width, **kw)
     t3 = time.perf_counter()
-    sb = sdecode.beam_search(senc, sstep, beam_images, beam_width=args.beam_width, **kw)
+    sb = sdecode.beam_search(senc, sstep, beam_images, beam_width=args.beam_width, batch_size=4096, **kw)
     t4 = time.perf_counter()
     out["timing"] = dict(keras_s=t1 - t0, scratch_s=t2 - t1, keras_beam_s=t3 - t2, scratch_beam_s=t4 - t3,
                          samples=len(images), keras_call=ctx.kr.KERAS_CALL)
