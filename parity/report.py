@@ -440,6 +440,12 @@ def write_suite_report(folder, data, manifest, assets, *, html=True):
           md_table(SUMMARY_HEADERS, summary_rows(data)), "", "## CNN grid + LocallyConnected2D twin", "",
           md_table(CLASSIFIER_HEADERS, cls_rows), "", "## Captioners", "", md_table(CAPTIONER_HEADERS, cap_rows), "",
           "## Divergences (near-ties)", ""] + ([f"- {l}" for l in divs] or ["none"])
+    gate = [[n, g["metric"], _f4(g["manifest_keras"]), _f4(g["keras_now"]), _f4(g["scratch"]), g["margin"],
+             "yes" if g["keras_reproduces_manifest"] else "no", "ok" if g["passed"] else "FAIL"]
+            for n, r in data["models"].items() for g in r.get("gate", [])]
+    md += ["", "## Gate: scratch vs the MANIFEST's Keras metrics", "",
+           md_table(["model", "metric", "MANIFEST Keras", "Keras now", "scratch", "margin", "Keras reproduces MANIFEST",
+                     "gate"], gate)]
     fails = [f"- {n}: {f}" for n, r in data["models"].items() for f in r["failures"]]
     md += ["", "## Failures", ""] + (fails or ["none"])
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
