@@ -16,7 +16,9 @@ States are ordered layer by layer: ``[h1]``/``[h1, c1]`` then layer 2's. Greedy 
 states = encoder(image); token = <start>; up to ``max_len`` times: logits, *states = step([token, *states]);
 token = argmax(logits); stop at <end>. Every RNN layer has ``return_sequences=True, return_state=True``.
 
-Graph: ``image -> CNN -> Flatten -> Dense(E) -> BatchNormalization -> decoder``; the decoder is
+Graph: ``image -> CNN -> Flatten [-> enc_features] -> Dense(E) -> BatchNormalization -> decoder``, where
+``enc_features`` is the linear layer of the digit scenes' pre-trained CNN (see ``keras_ref.train``); the
+decoder is
 ``Embedding(V, E, mask_zero=True) -> {SimpleRNN|LSTM}(units) x layers -> Dense(V)``.
 
 Why tf_keras and not Keras 3: Keras 3 (3.15) records a propagated mask as operation nodes
@@ -66,19 +68,23 @@ def _check(cell, layers, inject):
         raise ValueError(f"layers must be 1 or 2. Received: layers={layers!r}")
 
 
-def small_cnn_layers(keras, filters=SMALL_ENCODER):
-    """The small scene encoder's layers: [Conv2D(3x3, same, relu), MaxPooling2D(2)] per filter, Flatten."""
+def small_cnn_layers(keras, filters=SMALL_ENCODER, feature_dim=None):
+    """The small scene encoder's layers: [Conv2D(3x3, same, relu), MaxPooling2D(2)] per filter, Flatten,
+    and, if ``feature_dim`` is given, a linear ``Dense(feature_dim)`` named ``enc_features``."""
     L = keras.layers
     layers = []
     for i, f in enumerate(filters, start=1):
         layers += [L.Conv2D(f, 3, padding="same", activation="relu", name=f"enc_conv{i}"),
                    L.MaxPooling2D(2, name=f"enc_pool{i}")]
-    return layers + [L.Flatten(name="enc_flatten")]
+    layers.append(L.Flatten(name="enc_flatten"))
+    if feature_dim:
+        layers.append(L.Dense(int(feature_dim), name="enc_features"))
+    return layers
 
 
-def small_cnn(keras, image_shape, layers=None):
-    """(image input, flattened features, layer names) of the small scene encoder."""
-    layers = layers or small_cnn_layers(keras)
+def small_cnn(keras, image_shape, layers=None, feature_dim=None):
+    """(image input, CNN features, layer names) of the small scene encoder."""
+    layers = layers or small_cnn_layers(keras, feature_dim=feature_dim)
     image = keras.layers.Input(shape=tuple(image_shape), name="image")
     x = image
     for layer in layers:
@@ -87,17 +93,18 @@ def small_cnn(keras, image_shape, layers=None):
 
 
 def build_captioner(vocab_size, max_len, *, cell="lstm", layers=1, inject="init", units=128, embed_dim=64,
-                    image_shape=(64, 64, 3), unroll=False, cnn=None, name="captioner"):
+                    image_shape=(64, 64, 3), feature_dim=None, unroll=False, cnn=None, name="captioner"):
     """Build the training, encoder and step models (see the module docstring).
 
-    ``cnn`` is an optional ``(image_input, flat_features, cnn_layer_names)`` triple, e.g. from
-    ``resnet50_cnn``; by default the small scene encoder ``SMALL_ENCODER`` is used.
+    ``cnn`` is an optional ``(image_input, features, cnn_layer_names)`` triple, e.g. from
+    ``resnet50_cnn``; by default the small scene encoder ``SMALL_ENCODER`` is used, ending in a linear
+    ``Dense(feature_dim)`` when ``feature_dim`` is given (the digit scenes' pre-trained slot logits).
     """
     import tf_keras as keras
 
     _check(cell, layers, inject)
     L = keras.layers
-    image, flat, cnn_names = cnn if cnn is not None else small_cnn(keras, image_shape)
+    image, flat, cnn_names = cnn if cnn is not None else small_cnn(keras, image_shape, feature_dim=feature_dim)
     img_dense = L.Dense(embed_dim, name="img_dense")
     img_bn = L.BatchNormalization(name="img_bn")
     embedding = L.Embedding(vocab_size, embed_dim, mask_zero=True, name="embedding")
@@ -149,7 +156,7 @@ def build_captioner(vocab_size, max_len, *, cell="lstm", layers=1, inject="init"
 
     hp = {"cell": cell, "layers": int(layers), "inject": inject, "units": int(units), "embed_dim": int(embed_dim),
           "vocab_size": int(vocab_size), "max_len": int(max_len), "image_shape": list(image_shape),
-          "unroll": bool(unroll)}
+          "feature_dim": int(flat.shape[-1]), "unroll": bool(unroll)}
     return Captioner(train, encoder, step, features, feature_extractor, cnn_names,
                      [int(units)] * (layers * n_states), hp)
 

@@ -11,14 +11,14 @@ from keras_ref.supported import check_saved_model
 from keras_ref.vocab import Vocabulary
 
 SEED = 0
-CNN_TRAINING = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32, "max_epochs": 40, "patience": 5,
+CNN_TRAINING = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64, "max_epochs": 30, "patience": 4,
                 "monitor": "val_loss", "restore_best_weights": True, "loss": "sparse_categorical_crossentropy"}
-CAPTION_TRAINING = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "max_epochs": 30, "patience": 3,
+CAPTION_TRAINING = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "max_epochs": 25, "patience": 3,
                     "monitor": "val_loss", "restore_best_weights": True,
                     "loss": "sparse_categorical_crossentropy(from_logits=True), weight = target != <pad>",
                     "captions_per_image": "all"}
 CAPTION_MODEL = {"units": 128, "embed_dim": 64}
-ENCODER_PRETRAINING = {"crop_count": 20000, "crop_epochs": 3, "epochs": 25, "patience": 3, "batch_size": 64,
+ENCODER_PRETRAINING = {"crop_count": 20000, "crop_epochs": 5, "epochs": 30, "patience": 4, "batch_size": 64,
                        "learning_rate": 2e-3}
 
 
@@ -115,17 +115,14 @@ def export_twin(data, meta, out, known, smoke=False, progress=True):
 
 
 def _pretrained_features(data, meta, smoke, progress):
-    import tf_keras
-
     settings = dict(ENCODER_PRETRAINING)
     if smoke:
         settings.update(crop_count=200, crop_epochs=1, epochs=1)
-    enc, history, seconds, epochs = T.pretrain_scene_encoder(
+    enc, _, history, seconds, epochs = T.pretrain_scene_encoder(
         data, image_shape=tuple(meta["image_shape"]), crop_count=settings["crop_count"],
         crop_epochs=settings["crop_epochs"], epochs=settings["epochs"], patience=settings["patience"],
         batch_size=settings["batch_size"], lr=settings["learning_rate"], seed=SEED, progress=progress)
-    extractor = tf_keras.Model(enc.input, enc.get_layer("enc_flatten").output)
-    feats = {s: T.predict(extractor, data[s]["images"]) for s in ("train", "val")}
+    feats = {s: T.predict(enc, data[s]["images"]) for s in ("train", "val")}
     info = {**settings, "seconds": round(seconds, 2), "epochs": epochs, "history": history}
     return enc, feats, info
 
@@ -147,6 +144,7 @@ def export_captioners(names, data, meta, out, smoke=False, progress=True):
 
         def build():
             return build_captioner(len(vocab), vocab.max_len, image_shape=tuple(meta["image_shape"]), name=name,
+                                   feature_dim=None if enc is None else enc.output_shape[-1],
                                    **CAPTION_MODEL, **cfg)
 
         cap = build()
@@ -173,7 +171,8 @@ def export_captioners(names, data, meta, out, smoke=False, progress=True):
         vocab.save(out / files["vocab"])
         hp = {**fresh.hyper_parameters, "encoder": "small CNN " + str(list(
             l.filters for l in fresh.train.layers if l.name.startswith("enc_conv"))),
-            "encoder_training": ("pre-trained on digit-scene attributes, frozen; cached features"
+            "encoder_training": ("pre-trained on digit crops then scene attributes (keras_ref.train."
+                                 "pretrain_scene_encoder), frozen; enc_features = the slot heads' logits"
                                  if enc is not None else "end to end"),
             "vocab_min_count": vocab.min_count, "seed": SEED, **CAPTION_TRAINING,
             "max_epochs": _epochs(CAPTION_TRAINING, smoke)}

@@ -5,9 +5,8 @@ restored). Metrics: macro-F1 and accuracy from scikit-learn on the test split.
 
 Captioners: teacher forcing with a masked loss (sample weight = target != <pad>, on top of the mask
 Keras derives from ``Embedding(mask_zero=True)``). For the embedded digit scenes the CNN is pre-trained
-once on the scenes' per-slot attributes (digit, color, size of the 1st/2nd/3rd digit from the left),
-frozen, and each captioner trains the layers above it on the cached CNN features; for real datasets
-the whole training model trains end to end. Metrics: corpus BLEU-1..4 (nltk, no smoothing) of greedy
+once (``pretrain_scene_encoder``), frozen, and each captioner trains the layers above it on the cached
+CNN features; for real datasets the whole training model trains end to end. Metrics: corpus BLEU-1..4 (nltk, no smoothing) of greedy
 captions against all references.
 
 Inference for metrics always calls the model directly, ``model(x, training=False)``, in batches of
@@ -101,15 +100,20 @@ def caption_arrays(vocab, tokens_per_image, features=None):
     return np.asarray(index), inputs, targets, weights
 
 
-def pretrain_scene_encoder(data, *, image_shape, crop_count=20000, crop_epochs=3, epochs=12, patience=3,
-                           batch_size=64, lr=2e-3, seed=0, slot_heads=True, progress=True):
-    """Pre-train the small CNN on digit scenes; returns (model, history, seconds, epochs).
+def pretrain_scene_encoder(data, *, image_shape, crop_count=20000, crop_epochs=5, epochs=30, patience=4,
+                           batch_size=64, lr=2e-3, seed=0, progress=True):
+    """Pre-train the small CNN on digit scenes; the captioners reuse it frozen.
 
     Stage 1 teaches digit shapes on single-glyph crops (``digit_crops``: cheap, and a direct signal)
     through all but the last conv block. Stage 2 trains the whole CNN on the scenes with two kinds of
-    heads: a 1x1 convolution per attribute on the last conv's map names the digit/color/size under
-    each cell, and dense heads on the flattened features name the attributes of the 1st/2nd/3rd digit
-    from the left (the order the captions use). The heads are never exported; only the CNN is reused.
+    heads: a 1x1 convolution per attribute on the last conv's map names the digit/color/size under each
+    cell (local supervision), and linear "slot" heads on the flattened features name the digit, color
+    and size of the 1st/2nd/3rd digit from the left (the order captions use). The slot heads become the
+    CNN's last layer, ``enc_features``: one Dense whose kernel is the heads' kernels side by side, so the
+    captioner reads slot logits rather than 512 raw activations. The cell heads are dropped.
+
+    Returns ``(cnn, heads, history, seconds, epochs)``: ``cnn`` maps images to ``enc_features``,
+    ``heads`` is the whole pre-training model (image -> every head's logits).
     """
     import tf_keras as keras
 
@@ -133,23 +137,21 @@ def pretrain_scene_encoder(data, *, image_shape, crop_count=20000, crop_epochs=3
     crop_hist, _, _ = fit(keras, crop_model, crops_x, crops_y, (val_x, val_y), epochs=crop_epochs,
                           patience=crop_epochs, batch_size=batch_size, lr=lr, desc="digit crops", progress=progress)
 
-    image, flat, names = small_cnn(keras, image_shape, cnn)
+    image, flat, _ = small_cnn(keras, image_shape, cnn)
     fmap = cnn[-3].output                               # last conv's feature map, before its pool
     grid = int(fmap.shape[1])
 
     def targets(split):
-        t = {f"cell_{k}": v for k, v in cell_targets(data[split]["scenes"], image_shape[0], grid).items()}
-        if slot_heads:
-            t.update(slot_targets(data[split]["scenes"]))
-        return t
+        scenes = data[split]["scenes"]
+        t = {f"cell_{k}": v for k, v in cell_targets(scenes, image_shape[0], grid).items()}
+        return {**t, **slot_targets(scenes)}
 
     train_t, val_t = targets("train"), targets("val")
-    hidden = L.Dense(128, activation="relu", name="attr_hidden")(flat)
     heads = {}
     for k, v in train_t.items():
         n_classes = int(max(v.max(), val_t[k].max())) + 1
         heads[k] = (L.Conv2D(n_classes, 1, name=k)(fmap) if k.startswith("cell_")
-                    else L.Dense(n_classes, name=k)(hidden))
+                    else L.Dense(n_classes, name=k)(flat))
     model = keras.Model(image, heads, name="scene_attributes")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss={k: loss for k in heads})
@@ -157,7 +159,12 @@ def pretrain_scene_encoder(data, *, image_shape, crop_count=20000, crop_epochs=3
                         epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
                         desc="scene encoder", progress=progress)
     history.update({f"crops_{k}": v for k, v in crop_hist.items()})
-    return model, history, time.perf_counter() - start, n
+    slot_layers = [model.get_layer(k) for k in train_t if not k.startswith("cell_")]
+    kernels, biases = zip(*(layer.get_weights() for layer in slot_layers))
+    features = L.Dense(sum(b.shape[0] for b in biases), name="enc_features")
+    out = features(flat)
+    features.set_weights([np.concatenate(kernels, axis=1), np.concatenate(biases)])
+    return keras.Model(image, out, name="scene_cnn"), model, history, time.perf_counter() - start, n
 
 
 def train_captioner(cap, vocab, data, *, features=None, epochs=30, patience=3, batch_size=64, lr=2e-3, desc="",

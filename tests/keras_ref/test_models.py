@@ -182,3 +182,21 @@ def test_resnet50_captioner_builds_offline_with_supported_layers(tmp_path):
         build_resnet50_captioner(30, 6, weights="imagenet")
     with pytest.raises(FileNotFoundError, match=r"ResNet50 weights file not found: .*nowhere.h5"):
         build_resnet50_captioner(30, 6, weights=str(tmp_path / "nowhere.h5"))
+
+
+def test_pretrained_scene_cnn_ends_in_the_slot_heads():
+    from keras_ref.scenes import load_digit_scenes
+    from keras_ref.train import pretrain_scene_encoder
+
+    data = load_digit_scenes(n_train=24, n_val=8, n_test=0, progress=False)
+    cnn_model, heads, history, _, epochs = pretrain_scene_encoder(
+        data, image_shape=(64, 64, 3), crop_count=40, crop_epochs=1, epochs=1, progress=False)
+    assert epochs == 1 and len(history["loss"]) == 1 and "crops_val_accuracy" in history
+    x = data["val"]["images"][:4]
+    slots = [f"{a}_{k}" for k in range(3) for a in ("digit", "color", "size")]
+    assert sorted(heads.output_names) == sorted(slots + ["cell_digit", "cell_color", "cell_size"])
+    outputs = heads(x, training=False)
+    want = np.concatenate([np.asarray(outputs[k]) for k in slots], axis=1)   # slot by slot, in caption order
+    np.testing.assert_allclose(np.asarray(cnn_model(x, training=False)), want, rtol=1e-5, atol=1e-5)
+    names = [layer.name for layer in cnn_model.layers]
+    assert names[-2:] == ["enc_flatten", "enc_features"] and unsupported_layers(cnn_model.get_config()) == []

@@ -58,9 +58,11 @@ def test_the_description_matches_the_pixels(scenes):
         assert xs == sorted(xs)
         for a, b in zip(objects, objects[1:]):
             assert a["x"] + a["px"] < b["x"]                  # side by side, never overlapping
+        for k, o in enumerate(objects):                       # the k-th digit inside the k-th third
+            assert 21 * k < o["x"] and o["x"] + o["px"] < 21 * (k + 1)
         for o in objects:
             assert o["digit"] == digits.target[o["digit_id"]]
-            lo, hi = (11, 13) if o["size"] == "small" else (18, 20)
+            lo, hi = (11, 13) if o["size"] == "small" else (17, 19)
             assert lo <= o["px"] <= hi
             patch = image[o["y"]:o["y"] + o["px"], o["x"]:o["x"] + o["px"]]
             color = np.array(COLORS[o["color"]], np.float32)
@@ -117,5 +119,5 @@ def test_digit_crops_are_single_glyphs():
 
 
 def test_canvas_too_small_is_refused():
-    with pytest.raises(ValueError, match=r"size must fit three large digits side by side \(>= 64\). Received: size=48"):
+    with pytest.raises(ValueError, match=r"size must fit three large digits side by side \(>= 63\). Received: size=48"):
         load_digit_scenes(n_train=1, n_val=1, n_test=1, size=48, progress=False)
