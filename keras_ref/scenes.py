@@ -17,6 +17,10 @@ An object phrase is ``<size> <color> <digit>`` ("large red three"); sizes have s
 
 Each scene's 5 captions use 5 different templates and independently drawn synonyms.
 
+Each split draws from its own random stream (seeded by ``(seed, split index)``), so ``n_train`` and
+``n_val`` do not change the test split: ``load_digit_scenes(n_train=0, n_val=0, n_test=300)["test"]``
+rebuilds the default test split alone, bit for bit.
+
 Returned per split (``load_digit_scenes(...)[split]``):
 ``images`` float32 (n, size, size, 3) in [0, 1] on black; ``captions`` list of 5 strings per image;
 ``tokens`` the same captions as word lists; ``ids`` strings ``scene-<split>-<index:05d>``;

@@ -110,7 +110,7 @@ def pretrain_scene_encoder(data, *, image_shape, crop_count=20000, crop_epochs=5
     cell (local supervision), and linear "slot" heads on the flattened features name the digit, color
     and size of the 1st/2nd/3rd digit from the left (the order captions use). The slot heads become the
     CNN's last layer, ``enc_features``: one Dense whose kernel is the heads' kernels side by side, so the
-    captioner reads slot logits rather than 512 raw activations. The cell heads are dropped.
+    captioner reads slot logits rather than raw activations. The cell heads are dropped.
 
     Returns ``(cnn, heads, history, seconds, epochs)``: ``cnn`` maps images to ``enc_features``,
     ``heads`` is the whole pre-training model (image -> every head's logits).

@@ -86,6 +86,8 @@ def test_deterministic_and_each_split_has_its_own_stream(scenes):
     assert array_sha256(again["test"]["images"]) == array_sha256(scenes["test"]["images"])
     assert again["test"]["captions"] == scenes["test"]["captions"]
     assert again["test"]["ids"] == scenes["test"]["ids"] == [f"scene-test-{i:05d}" for i in range(60)]
+    colors = {s: [o["color"] for objs in scenes[s]["scenes"][:20] for o in objs] for s in ("train", "test")}
+    assert colors["train"] != colors["test"]                  # not one stream replayed per split
     other = load_digit_scenes(n_train=0, n_val=0, n_test=60, seed=1, progress=False)
     assert array_sha256(other["test"]["images"]) != array_sha256(scenes["test"]["images"])
 
