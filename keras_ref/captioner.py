@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 CELLS = ("rnn", "lstm")
 INJECTS = ("pre", "init")
-SMALL_ENCODER = (8, 16, 32, 16)   # Conv2D(3x3, same, relu) + MaxPool(2) per entry; 64px -> 4x4x16
+SMALL_ENCODER = (8, 16, 32, 32)   # Conv2D(3x3, same, relu) + MaxPool(2) per entry
 
 
 @dataclass
@@ -92,7 +92,7 @@ def small_cnn(keras, image_shape, layers=None, feature_dim=None):
     return image, x, [layer.name for layer in layers]
 
 
-def build_captioner(vocab_size, max_len, *, cell="lstm", layers=1, inject="init", units=128, embed_dim=32,
+def build_captioner(vocab_size, max_len, *, cell="lstm", layers=1, inject="init", units=128, embed_dim=64,
                     image_shape=(64, 64, 3), feature_dim=None, unroll=False, cnn=None, name="captioner"):
     """Build the training, encoder and step models (see the module docstring).
 

@@ -17,7 +17,7 @@ CAPTION_TRAINING = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 12
                     "monitor": "val_loss", "restore_best_weights": True,
                     "loss": "sparse_categorical_crossentropy(from_logits=True), weight = target != <pad>",
                     "captions_per_image": "all"}
-CAPTION_MODEL = {"units": 128, "embed_dim": 32}   # E=32 keeps weights/ near its 25 MB budget
+CAPTION_MODEL = {"units": 128, "embed_dim": 64}
 ENCODER_PRETRAINING = {"crop_count": 20000, "crop_epochs": 5, "epochs": 30, "patience": 4, "batch_size": 64,
                        "learning_rate": 2e-3}
 
