@@ -9,8 +9,9 @@
   on a committed model exit 1 and name the right first diverging layer.
 
 To stay within the test budget the gate traces 8 samples per layer (``make parity``: 64) and
-beam-searches the first 60 test images (``make parity``: all); predictions, greedy captions and
-metrics use the whole test split, as the MANIFEST's numbers do.
+beam-searches the first 60 test images (``make parity``: all) and tokenizes captions in Python
+(``make parity``: coco's PTB jar; test_metrics shows both agree on caption text); predictions,
+greedy captions and metrics use the whole test split, as the MANIFEST's numbers do.
 """
 
 import json
@@ -39,7 +40,7 @@ def gate(manifest, tmp_path_factory):
 
     report = tmp_path_factory.mktemp("gate")
     args = build_parser().parse_args(["run", "--weights", str(WEIGHTS), "--report", str(report), "--trace-samples",
-                                      "8", "--beam-samples", "60", "--no-html"])
+                                      "8", "--beam-samples", "60", "--no-html", "--tokenizer", "simple"])
     rc = run_suite(args)
     return rc, json.loads((report / "parity.json").read_text()), report
 
