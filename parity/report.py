@@ -193,7 +193,8 @@ def plot_caption_grid(path, images, rows, title):
     cols = min(n, 4)
     nrows = int(np.ceil(n / cols))
     plt = _plt()
-    fig, axes = plt.subplots(nrows, cols, figsize=(cols * 3.3, nrows * 4.3))
+    height = nrows * 4.3 + 1.0   # the last row's captions need room below its images
+    fig, axes = plt.subplots(nrows, cols, figsize=(cols * 3.3, height))
     axes = np.atleast_1d(axes).ravel()
     for ax in axes:
         ax.axis("off")
@@ -205,7 +206,7 @@ def plot_caption_grid(path, images, rows, title):
         ax.text(0.0, -0.03, text, transform=ax.transAxes, fontsize=6.5, va="top", ha="left", family="monospace",
                 color="black" if k == s else "#b00")
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, wspace=0.08, hspace=0.45)
+    fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.45 / height, bottom=1.0 / height, wspace=0.08, hspace=0.45)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -433,7 +434,7 @@ def write_suite_report(folder, data, manifest, assets, *, html=True):
     head = (f"{verdict}: {sum(r['passed'] for r in data['models'].values())}/{len(data['models'])} models. "
             f"TF {env['tensorflow']}, Keras {env['keras']}, tf_keras {env['tf_keras']}, NumPy {env['numpy']}; "
             f"oneDNN on: {env['onednn_enabled']}; Keras numbers from {env['keras_call']}. "
-            f"Wall time {data['wall_time_s']:.0f} s. Gate margin below the MANIFEST's Keras metrics: {data['margin']}.")
+            f"Evaluation wall time {data['wall_time_s']:.0f} s (plots not included). Gate margin below the MANIFEST's Keras metrics: {data['margin']}.")
     cls_rows, cap_rows = classifier_rows(data, manifest), captioner_rows(data, manifest)
     divs = _divergence_lines(data)
     md = ["# Keras vs scratch parity", "", f"**{head}**", "", "## Summary", "",
