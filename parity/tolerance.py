@@ -13,7 +13,10 @@ Two float results agree when, element-wise,
   carries an absolute error of ~eps * scale.
 - ``reduction`` is the length of the longest sum behind one output element (``kh*kw*cin`` for a
   conv, ``in`` for Dense, ``T*units`` for a recurrence). Independent rounding errors in an n-term
-  sum grow like sqrt(n).
+  sum grow like sqrt(n). When a layer's output is compared end to end through a model, it carries
+  the rounding of every layer before it, so ``parity.compare`` passes the longest *chain* of sums
+  behind the element (the layer's own reduction plus the largest among its inputs); a layer fed
+  Keras's own inputs uses its own reduction alone.
 
 The float32 ``atol`` is a few machine epsilons (eps32 = 1.19e-7). Nothing here is tuned to make
 a test pass: when a comparison fails, the difference is a finding to explain.
