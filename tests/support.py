@@ -57,3 +57,15 @@ def check_layer_gradients(layer, inputs, *, rng, label, forward_kwargs=None, arg
         num = numerical_gradient(objective, w, 1.0)
         errors[name] = assert_gradient_close(analytic_w[name], num, label=f"{label} d{name}")
     return errors
+
+
+def make_mask(rng, mode, batch, steps):
+    """(batch, steps) bool mask, or None for mode 'none'; 'right'/'left' pad one side with random
+    lengths 0..steps, 'random' masks steps independently."""
+    if mode == "none":
+        return None
+    if mode == "random":
+        return rng.random((batch, steps)) < 0.6
+    lengths = rng.integers(0, steps + 1, size=batch)
+    t = np.arange(steps)[None, :]
+    return t < lengths[:, None] if mode == "right" else t >= (steps - lengths)[:, None]

@@ -12,22 +12,11 @@ from scratch.base import LayerError
 from scratch.embedding import Embedding
 from scratch.recurrent import GRU, LSTM, SimpleRNN
 from scratch.sequence import Masking
-from tests.support import check_layer_gradients, randomize_keras_weights
+from tests.support import check_layer_gradients, make_mask, randomize_keras_weights
 
 SCRATCH = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 N_STATES = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
 MASK_MODES = ["none", "right", "left", "random"]
-
-
-def make_mask(rng, mode, batch, steps):
-    """(batch, steps) bool mask; 'right'/'left' pad one side with random lengths 0..steps."""
-    if mode == "none":
-        return None
-    if mode == "random":
-        return rng.random((batch, steps)) < 0.6
-    lengths = rng.integers(0, steps + 1, size=batch)
-    t = np.arange(steps)[None, :]
-    return t < lengths[:, None] if mode == "right" else t >= (steps - lengths)[:, None]
 
 
 def keras_flags(kind, draw_flags):

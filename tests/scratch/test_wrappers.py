@@ -10,21 +10,11 @@ from parity.tolerance import assert_close, assert_gradient_close, numerical_grad
 from scratch.base import LayerError
 from scratch.recurrent import GRU, LSTM, SimpleRNN
 from scratch.wrappers import Bidirectional, TimeDistributed
-from tests.support import check_layer_gradients, randomize_keras_weights
+from tests.support import check_layer_gradients, make_mask, randomize_keras_weights
 
 SCRATCH = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 N_STATES = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
 MERGE_MODES = ["concat", "sum", "mul", "ave", None]
-
-
-def make_mask(rng, mode, batch, steps):
-    if mode == "none":
-        return None
-    if mode == "random":
-        return rng.random((batch, steps)) < 0.6
-    lengths = rng.integers(0, steps + 1, size=batch)
-    t = np.arange(steps)[None, :]
-    return t < lengths[:, None] if mode == "right" else t >= (steps - lengths)[:, None]
 
 
 def as_list(out):
@@ -107,8 +97,6 @@ def test_bidirectional_matches_keras(kind, merge_mode, return_sequences, return_
         assert (sm is None) == (km is None)
         if sm is not None:
             np.testing.assert_array_equal(sm, np.asarray(km))
-
-
 
 
 def check_bidirectional_gradients(layer, x, mask, init, drop_first, rng, label):
