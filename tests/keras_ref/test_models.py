@@ -7,6 +7,7 @@ import pytest
 from keras_ref import cnn
 from keras_ref.captioner import build_captioner, build_resnet50_captioner, captioner_configs, greedy_decode
 from keras_ref.supported import SUPPORTED_LAYERS, layer_classes, saved_model_config, unsupported_layers
+from tests.support import randomize_keras_weights
 
 
 def expected_grid_params(cfg, cin=1, n_classes=10):
@@ -90,9 +91,9 @@ def test_keras3_records_masks_as_op_layers_which_the_checker_catches():
 
 
 def random_weights(model, seed):
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0, 0.3, w.shape).astype(w.dtype) if "variance" not in str(i) else
-                       rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for i, w in enumerate(model.get_weights())])
+    randomize_keras_weights(model, np.random.default_rng(seed), scale=0.3)
+    variances = [w for w in model.weights if "variance" in w.name]
+    assert variances and all(np.all(np.asarray(v) > 0) for v in variances)   # else BN gives NaN == NaN
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_step_model_replays_the_teacher_forced_graph(probe, cell, layers, inject
     cap = build_captioner(20, 7, cell=cell, layers=layers, inject=inject, units=16, embed_dim=8)
     random_weights(cap.train, seed=layers)
     full = np.asarray(cap.train([images, tokens], training=False))
-    assert full.shape == (3, 7, 20) and full.dtype == np.float32
+    assert full.shape == (3, 7, 20) and full.dtype == np.float32 and np.isfinite(full).all()
     states = cap.encoder(images, training=False)
     states = [np.asarray(s) for s in (states if isinstance(states, list) else [states])]
     assert [s.shape for s in states] == [(3, 16)] * (layers * (2 if cell == "lstm" else 1)) == \
@@ -140,10 +141,15 @@ def test_pre_inject_equals_running_the_stack_over_image_then_words(probe):
     random_weights(cap.train, seed=5)
     vec = cap.train.get_layer("img_bn")(cap.train.get_layer("img_dense")(cap.feature_extractor(images[:2])))
     seq = tf.concat([vec[:, None, :], cap.train.get_layer("embedding")(tokens[:2])], axis=1)
-    out = cap.train.get_layer("rnn1")(seq)[0]
-    want = cap.train.get_layer("logits")(out)[:, 1:]
-    got = cap.train([images[:2], tokens[:2]], training=False)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    # The image step is always real; word steps are real where the token is not <pad> (the probe's
+    # last step is padding, so a missing mask would show).
+    mask = np.concatenate([np.ones((2, 1), bool), tokens[:2] != 0], axis=1)
+    assert not mask.all()
+    out = cap.train.get_layer("rnn1")(seq, mask=tf.constant(mask))[0]
+    want = np.asarray(cap.train.get_layer("logits")(out)[:, 1:])
+    got = np.asarray(cap.train([images[:2], tokens[:2]], training=False))
+    assert np.isfinite(want).all() and np.abs(want).max() > 1e-3
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_greedy_decode_stops_at_end(probe):
