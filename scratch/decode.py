@@ -25,6 +25,8 @@ two decoders step by step. The model calls are batched over images (and beams).
 
 import numpy as np
 
+from .graph import as_list
+
 
 def log_softmax(logits):
     """Float64 log-softmax over the last axis."""
@@ -33,12 +35,8 @@ def log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _as_list(x):
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 def _step(step_model, tokens, states, batch_size):
-    out = _as_list(step_model.predict([tokens[:, None].astype(np.int32), *states], batch_size=batch_size))
+    out = as_list(step_model.predict([tokens[:, None].astype(np.int32), *states], batch_size=batch_size))
     logits = np.asarray(out[0])
     return logits.reshape(logits.shape[0], -1), out[1:]
 
@@ -50,7 +48,7 @@ def greedy_decode(encoder, step_model, images, *, start, end, max_len, batch_siz
     'alive': (N,) bool}]}. Rows of finished captions keep being computed (the batch stays whole)
     but are marked not alive.
     """
-    states = _as_list(encoder.predict(images, batch_size=batch_size))
+    states = as_list(encoder.predict(images, batch_size=batch_size))
     n = len(states[0])
     tokens = np.full(n, start, dtype=np.int64)
     alive = np.ones(n, dtype=bool)
@@ -80,7 +78,7 @@ def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=
     k = int(beam_width)
     if k < 1:
         raise ValueError(f"beam_width must be >= 1. Received: beam_width={beam_width!r}")
-    init = _as_list(encoder.predict(images, batch_size=batch_size))
+    init = as_list(encoder.predict(images, batch_size=batch_size))
     n = len(init[0])
     # beams[i]: list of (prefix, score, finished, states row) in rank order.
     beams = [[((), 0.0, False, [s[i] for s in init])] for i in range(n)]

@@ -18,7 +18,8 @@ Nested models: Keras numbers a nested model's nodes from 1 in some places (its o
 from . import registry
 from .base import LayerError
 from .errors import GraphError, UnsupportedLayerError
-from .model import InputLayer, Model, Node, Ref
+from .graph import InputLayer, Node, Ref
+from .model import Model
 
 
 def model_from_config(model_cfg, flavor="keras3", source=None, check=True):

@@ -15,85 +15,18 @@ Trace names (``Model.trace``): a layer's output is under its Keras name; node k 
 called several times is ``name@k``; output i > 0 of a layer with several outputs (return_state)
 is ``name[i]``; layers inside a nested model are ``outer/inner`` (``outer@k/inner`` for its node
 k). InputLayers and Keras 3's mask operations are left out, as ``model.layers`` leaves them out.
-"""
 
-import inspect
+The graph's parts (InputLayer, Node, Ref) and the helpers that walk them are in graph.py;
+backprop through a recorded run is in backprop.py.
+"""
 
 import numpy as np
 
+from .backprop import Call, set_grads, backprop
 from .base import Layer, LayerError
 from .errors import GraphError, InputError, ModelFileError
-
-class InputLayer(Layer):
-    """A model input: ``batch_shape`` (batch axis included) and ``dtype`` (int32 ids for Embedding)."""
-
-    def __init__(self, batch_shape=None, batch_input_shape=None, shape=None, input_shape=None,
-                 dtype="float32", sparse=False, ragged=False, optional=False, name=None, **kwargs):
-        super().__init__(name=name, dtype=dtype or "float32", **kwargs)
-        if sparse or ragged:
-            raise LayerError(f"sparse/ragged inputs are not supported. Received: sparse={sparse}, ragged={ragged}")
-        shape_ = batch_shape or batch_input_shape
-        if shape_ is None and (shape or input_shape) is not None:
-            shape_ = [None, *(shape or input_shape)]
-        self.batch_shape = None if shape_ is None else tuple(shape_)
-
-    def to_dtype(self, dtype):
-        if self.dtype.kind == "f":   # integer id inputs stay integers
-            super().to_dtype(dtype)
-        return self
-
-    def forward(self, x, training=False):
-        return self.cast(x)
-
-
-class Node:
-    """One layer call: ``layer(*args, **kwargs)``; Ref leaves inside args/kwargs name tensors."""
-
-    def __init__(self, layer, index, args, kwargs, auto_mask="keras3"):
-        self.layer, self.index, self.args, self.kwargs, self.auto_mask = layer, index, args, kwargs, auto_mask
-        self.output_shape = None
-
-    def refs(self):
-        return list(_leaves((self.args, self.kwargs)))
-
-
-class Ref(tuple):
-    """``(layer_name, node_index, tensor_index)``: a tensor of the graph."""
-
-    def __new__(cls, layer, node=0, tensor=0):
-        return super().__new__(cls, (str(layer), int(node), int(tensor)))
-
-
-def _leaves(struct):
-    if isinstance(struct, Ref):
-        yield struct
-    elif isinstance(struct, (list, tuple)):
-        for s in struct:
-            yield from _leaves(s)
-    elif isinstance(struct, dict):
-        for s in struct.values():
-            yield from _leaves(s)
-
-
-def _resolve(struct, table):
-    if isinstance(struct, Ref):
-        return table[struct]
-    if isinstance(struct, (list, tuple)):
-        return [_resolve(s, table) for s in struct]
-    if isinstance(struct, dict):
-        return {k: _resolve(v, table) for k, v in struct.items()}
-    return struct
-
-
-def _squash(mask):
-    """A list of masks that are all None is no mask."""
-    if isinstance(mask, list) and all(m is None for m in mask):
-        return None
-    return mask
-
-
-def _as_list(x):
-    return list(x) if isinstance(x, (list, tuple)) else [x]
+from .graph import (InputLayer, Ref, accepted_kwargs, as_list, fmt_shape, leaves, resolve, resolve_masks,
+                    squash, trace_name)
 
 
 class Model(Layer):
@@ -133,7 +66,7 @@ class Model(Layer):
     def build(self, input_shape=None, rng=None):
         """Infer every tensor's shape and build each layer at its first call."""
         shapes = {}
-        given = None if input_shape is None else (_as_list(input_shape) if len(self.inputs) > 1 else [input_shape])
+        given = None if input_shape is None else (as_list(input_shape) if len(self.inputs) > 1 else [input_shape])
         for i, ref in enumerate(self.inputs):
             layer = self._all_layers[ref[0]]
             shape = layer.batch_shape
@@ -145,7 +78,7 @@ class Model(Layer):
             shapes[ref] = tuple(shape)
         for node in self.nodes:
             layer = node.layer
-            in_shape = _resolve(node.args[0], shapes) if node.args else None
+            in_shape = resolve(node.args[0], shapes) if node.args else None
             if getattr(layer, "is_op", False):
                 out = None
             else:
@@ -231,7 +164,7 @@ class Model(Layer):
             shape = layer.batch_shape if isinstance(layer, InputLayer) else (node.output_shape if node else None)
             links = "" if node is None else ", ".join(f"{r[0]}[{r[1]}][{r[2]}]" for r in node.refs())
             rows.append((f"{layer.name} ({getattr(layer, 'keras_class', type(layer).__name__)})",
-                         _fmt_shape(shape), f"{layer.count_params():,}", links if self.kind != "Sequential" else ""))
+                         fmt_shape(shape), f"{layer.count_params():,}", links if self.kind != "Sequential" else ""))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "  ".join("{:<%d}" % w for w in widths)
         total = self.count_params()
@@ -268,7 +201,7 @@ class Model(Layer):
         for name, v, shape in zip(names, xs, self.input_shapes):
             if shape is not None and (v.ndim != len(shape) or any(
                     s is not None and s != d for s, d in zip(shape[1:], v.shape[1:]))):
-                raise InputError(f"model '{self.name}': input '{name}' expects shape {_fmt_shape(shape)}, "
+                raise InputError(f"model '{self.name}': input '{name}' expects shape {fmt_shape(shape)}, "
                                  f"received {v.shape}")
         return xs
 
@@ -278,7 +211,7 @@ class Model(Layer):
         ``tape`` receives each call's inputs for ``backward``."""
         values, masks = {}, {}
         input_masks = input_masks if input_masks is not None else [None] * len(xs)
-        for ref, x, m in zip(self.inputs, xs, _as_list(input_masks)):
+        for ref, x, m in zip(self.inputs, xs, as_list(input_masks)):
             values[ref] = self._all_layers[ref[0]].forward(x)
             masks[ref] = m
         wanted = set(self.outputs)
@@ -290,7 +223,7 @@ class Model(Layer):
                 masks[Ref(name, node.index, t)] = m
             if not getattr(node.layer, "is_op", False):
                 for t, o in enumerate(outs):
-                    tname = prefix + _trace_name(name, node.index, t)
+                    tname = prefix + trace_name(name, node.index, t)
                     if collect is not None:
                         collect.append((tname, o))
                     if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
@@ -303,18 +236,18 @@ class Model(Layer):
 
     def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None):
         layer = node.layer
-        args = _resolve(node.args, values)
-        kwargs = _resolve(node.kwargs, values)
+        args = resolve(node.args, values)
+        kwargs = resolve(node.kwargs, values)
         kwargs.pop("training", None)
         if getattr(layer, "is_op", False):
             out = layer.forward(*args, **kwargs)
             return [out], [None]
-        first_mask = _squash(_resolve_masks(node.args[0], masks)) if node.args else None
+        first_mask = squash(resolve_masks(node.args[0], masks)) if node.args else None
         explicit = kwargs.pop("mask", None)
         tensor_args = sum(1 for a in list(node.args) + [v for k, v in node.kwargs.items() if k != "mask"]
-                          if any(True for _ in _leaves(a)))
+                          if any(True for _ in leaves(a)))
         if explicit is not None:
-            mask = _squash(explicit)
+            mask = squash(explicit)
         elif node.auto_mask == "tf_keras" or tensor_args == 1:
             mask = first_mask
         else:
@@ -325,14 +258,14 @@ class Model(Layer):
             k = "" if node.index == 0 else f"@{node.index}"
             sub_prefix = f"{prefix}{layer.name}{k}/"
             sub_tape = None if tape is None else []
-            outs, out_masks = layer._run(_as_list(x), input_masks=_as_list(mask) if mask is not None else None,
+            outs, out_masks = layer._run(as_list(x), input_masks=as_list(mask) if mask is not None else None,
                                          collect=collect, prefix=sub_prefix, feed=feed, training=training,
                                          tape=sub_tape)
             if tape is not None:
-                tape.append(_Call(node, x, {}, outs, sub_tape))
+                tape.append(Call(node, x, {}, outs, sub_tape))
             return outs, out_masks
         call_kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        accepted = _accepted_kwargs(layer)
+        accepted = accepted_kwargs(layer)
         if layer.consumes_mask and mask is not None and "mask" in accepted:
             call_kwargs["mask"] = mask
         if "training" in accepted:
@@ -342,21 +275,21 @@ class Model(Layer):
             raise GraphError(f"layer '{layer.name}' ({type(layer).__name__}) is called with {unknown} in the config, "
                              "which the scratch layer does not take")
         out = layer.forward(x, **call_kwargs)
-        outs = _as_list(out)
+        outs = as_list(out)
         if tape is not None:
-            tape.append(_Call(node, x, call_kwargs, outs))
+            tape.append(Call(node, x, call_kwargs, outs))
         layer._last_call = tape[-1] if tape is not None else None   # whose inputs the layer's cache holds
         out_mask = layer.compute_mask(x, previous_mask)
-        out_masks = _as_list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
+        out_masks = as_list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
         out_masks = (out_masks + [None] * len(outs))[:len(outs)]
         return outs, out_masks
 
     def forward(self, x, mask=None, training=False):
         """Run the graph and record every call for ``backward``; a list for several outputs."""
         self._tape = []
-        self._tape_inputs = _as_list(x) if len(self.inputs) > 1 else [x]
+        self._tape_inputs = as_list(x) if len(self.inputs) > 1 else [x]
         outs, _ = self._run(self._tape_inputs,
-                            input_masks=None if mask is None else _as_list(mask), training=training,
+                            input_masks=None if mask is None else as_list(mask), training=training,
                             tape=self._tape)
         return outs if len(outs) > 1 else outs[0]
 
@@ -370,53 +303,11 @@ class Model(Layer):
         if not getattr(self, "_tape", None):
             raise LayerError(f"model '{self.name}': backward called before forward")
         acc = {}
-        dxs = self._backward(self._tape, self._tape_inputs, _as_list(dout) if len(self.outputs) > 1 else [dout],
-                             acc)
+        dxs = backprop(self, self._tape, self._tape_inputs, as_list(dout) if len(self.outputs) > 1 else [dout],
+                       acc)
         for layer, grads in acc.values():
-            _set_grads(layer, grads)
+            set_grads(layer, grads)
         return dxs if len(dxs) > 1 else dxs[0]
-
-    def _backward(self, tape, inputs, douts, acc):
-        grad = {}
-
-        def add(ref, d):
-            if isinstance(ref, Ref) and d is not None:
-                grad[ref] = d if ref not in grad else grad[ref] + d
-
-        for ref, d in zip(self.outputs, douts):
-            add(ref, None if d is None else np.asarray(d))
-        for call in reversed(tape):
-            node, layer = call.node, call.node.layer
-            ds = [grad.get(Ref(layer.name, node.index, t)) for t in range(len(call.outs))]
-            if all(d is None for d in ds):
-                continue
-            ds = [np.zeros_like(o) if d is None else d for d, o in zip(ds, call.outs)]
-            if isinstance(layer, Model):
-                dx = layer._backward(call.sub, _as_list(call.x) if len(layer.inputs) > 1 else [call.x], ds, acc)
-                dx = dx if len(layer.inputs) > 1 else dx[0]
-                states = []
-            else:
-                if getattr(layer, "_last_call", None) is not call:   # shared layer: restore this call's cache
-                    layer.forward(call.x, **call.kwargs)
-                    layer._last_call = call
-                dx = layer.backward(ds if len(ds) > 1 else ds[0])
-                _accumulate(acc, layer)
-                states = []
-                if call.kwargs.get("initial_state") is not None:
-                    dx, states = dx[0], list(dx[1:])
-            main = node.args[0]
-            if isinstance(main, Ref):
-                add(main, dx)
-            elif dx is not None:
-                for r, d in zip(main, dx):
-                    add(r, d)
-            for r, d in zip(_as_list(node.kwargs.get("initial_state") or []), states):
-                add(r, d)
-        dxs = []
-        for r, x in zip(self.inputs, inputs):
-            floating = np.issubdtype(self._all_layers[r[0]].dtype, np.floating)
-            dxs.append(grad.get(r, np.zeros(np.shape(x), self.dtype)) if floating else None)
-        return dxs
 
     @property
     def weights(self):
@@ -485,60 +376,6 @@ class Model(Layer):
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-class _Call:
-    """One recorded layer call: the node, its input, the kwargs it ran with, its outputs."""
-
-    def __init__(self, node, x, kwargs, outs, sub=None):
-        self.node, self.x, self.kwargs, self.outs, self.sub = node, x, kwargs, outs, sub
-
-
-def _accumulate(acc, layer):
-    entry = acc.setdefault(id(layer), (layer, {}))[1]
-    for name, g in layer.grads.items():
-        entry[name] = g.copy() if name not in entry else entry[name] + g
-
-
-def _set_grads(layer, grads):
-    parts = getattr(layer, "_parts", None)   # wrappers keep their grads in the wrapped layers
-    if parts is not None:
-        for prefix, sub in parts():
-            _set_grads(sub, {n[len(prefix):]: g for n, g in grads.items() if n.startswith(prefix)})
-    else:
-        layer.grads = dict(grads)
-
-
-def _resolve_masks(struct, masks):
-    if isinstance(struct, Ref):
-        return masks.get(struct)
-    if isinstance(struct, (list, tuple)):
-        return [_resolve_masks(s, masks) for s in struct]
-    return None
-
-
-_ACCEPTED = {}
-
-
-def _accepted_kwargs(layer):
-    cls = type(layer)
-    if cls not in _ACCEPTED:
-        params = inspect.signature(layer.forward).parameters
-        _ACCEPTED[cls] = {n for i, n in enumerate(params) if i > 0}
-    return _ACCEPTED[cls]
-
-
-def _trace_name(layer_name, node_index, tensor_index):
-    name = layer_name if node_index == 0 else f"{layer_name}@{node_index}"
-    return name if tensor_index == 0 else f"{name}[{tensor_index}]"
-
-
-def _fmt_shape(shape):
-    if shape is None:
-        return "?"
-    if isinstance(shape, list):
-        return "[" + ", ".join(_fmt_shape(s) for s in shape) + "]"
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def _weight_slots(layer, trainable):
     """``[(layer, name, trainable)]`` for one layer, in its get_weights order."""
     if isinstance(layer, Model):
