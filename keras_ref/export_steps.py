@@ -1,5 +1,7 @@
 """One function per model family: build, train, evaluate, save, verify, and return the MANIFEST entry."""
 
+from pathlib import Path
+
 import numpy as np
 
 from keras_ref import cnn as cnn_mod
@@ -34,7 +36,22 @@ def save_and_verify(model, path, lib, probe):
     else:
         save_atomic(path, model.save)
     check_saved_model(path)
-    loaded = lib.models.load_model(path, compile=False)
+    _same_outputs(model, lib.models.load_model(path, compile=False), probe, path)
+
+
+def save_graph_and_verify(model, path, weights_path, lib, probe):
+    """Save the architecture of ``model`` (a graph over layers of the model saved at ``weights_path``)
+    as ``model.to_json()`` text; rebuild it with ``lib``, load the weights by layer name from
+    ``weights_path`` and demand identical outputs. One weights file then serves every graph."""
+    text = model.to_json()
+    save_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    check_saved_model(path)
+    loaded = lib.models.model_from_json(Path(path).read_text(encoding="utf-8"))
+    loaded.load_weights(str(weights_path), by_name=True)
+    _same_outputs(model, loaded, probe, path)
+
+
+def _same_outputs(model, loaded, probe, path):
     want = model(probe, training=False)
     got = loaded(probe, training=False)
     for a, b in zip(want if isinstance(want, list) else [want], got if isinstance(got, list) else [got]):
@@ -160,16 +177,16 @@ def export_captioners(names, data, meta, out, smoke=False, progress=True):
         fresh = build()
         fresh.train.set_weights(cap.train.get_weights())
         bleu, samples = T.evaluate_captioner(fresh, vocab, test)
-        files = {"h5": f"{name}.h5", "encoder_h5": f"{name}.encoder.h5", "step_h5": f"{name}.step.h5",
+        files = {"h5": f"{name}.h5", "encoder_json": f"{name}.encoder.json", "step_json": f"{name}.step.json",
                  "vocab": f"{name}.vocab.json"}
         probe_tokens = vocab.encode_batch(test["tokens"][0][:1] * 2)[0]
         probe_img = test["images"][:2]
         save_and_verify(fresh.train, out / files["h5"], tf_keras, [probe_img, probe_tokens])
-        save_and_verify(fresh.encoder, out / files["encoder_h5"], tf_keras, probe_img)
+        save_graph_and_verify(fresh.encoder, out / files["encoder_json"], out / files["h5"], tf_keras, probe_img)
         states = fresh.encoder(probe_img, training=False)
         states = [np.asarray(s) for s in (states if isinstance(states, list) else [states])]
-        save_and_verify(fresh.step, out / files["step_h5"], tf_keras,
-                        [np.full((2, 1), vocab.start, dtype=np.int32), *states])
+        save_graph_and_verify(fresh.step, out / files["step_json"], out / files["h5"], tf_keras,
+                              [np.full((2, 1), vocab.start, dtype=np.int32), *states])
         vocab.save(out / files["vocab"])
         hp = {**fresh.hyper_parameters, "encoder": "small CNN " + str(list(
             l.filters for l in fresh.train.layers if l.name.startswith("enc_conv"))),

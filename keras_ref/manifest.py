@@ -16,7 +16,9 @@ Schema (``schema_version`` 1)::
           "framework": "keras" (Keras 3) | "tf_keras",
           "files": {role: file name},
               # classifiers: "h5" (legacy full model) and, for Keras 3, "keras" (.keras zip)
-              # captioners: "h5" (teacher-forced training model), "encoder_h5", "step_h5", "vocab"
+              # captioners: "h5" (teacher-forced training model, the one weights file),
+              #   "encoder_json", "step_json" (inference graphs, model.to_json(): their layers are
+              #   the training model's and take its weights by layer name), "vocab"
           "dataset": {"name", "loader", "kwargs", "split": "test", "seed", "n",
                       "ids_sha256",      # keras_ref.data.ids_sha256 of the ordered test ids
                       "x_sha256"},       # keras_ref.data.array_sha256 of the test inputs (float32)
@@ -150,6 +152,6 @@ def verify(weights_dir):
         if name not in listed:
             problems.append(f"{name}: checksummed but no model lists it")
     for path in sorted(weights_dir.iterdir()) if weights_dir.is_dir() else []:
-        if path.suffix in (".h5", ".keras") and path.name not in manifest.get("files", {}):
+        if path.suffix in (".h5", ".keras", ".json") and path.name not in (*manifest.get("files", {}), MANIFEST_NAME):
             problems.append(f"{path.name}: model file not in the manifest")
     return problems

@@ -3,7 +3,8 @@
 Every exported model must stay within ``SUPPORTED_LAYERS``: no Lambda, no custom layers and no
 operation layers (``TFOpLambda``, Keras 3 ``keras.ops`` nodes), which a functional graph grows when a
 raw tensor op is applied to a symbolic tensor. The check reads the config the file itself stores
-(``model_config`` in a legacy .h5, ``config.json`` in a .keras zip), so it sees what a loader sees.
+(``model_config`` in a legacy .h5, ``config.json`` in a .keras zip, or a ``model.to_json()`` file), so it
+sees what a loader sees.
 """
 
 import json
@@ -54,8 +55,12 @@ def unsupported_layers(config):
 
 
 def saved_model_config(path):
-    """The model config a saved file carries: .h5 ``model_config`` attribute or .keras ``config.json``."""
+    """The model config a saved file carries: .h5 ``model_config`` attribute, .keras ``config.json``,
+    or a ``.json`` file holding ``model.to_json()``."""
     path = str(path)
+    if path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
     if path.endswith(".keras"):
         with zipfile.ZipFile(path) as z:
             return json.loads(z.read("config.json"))

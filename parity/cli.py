@@ -50,7 +50,10 @@ def build_parser():
     run.set_defaults(func=_run)
 
     check = sub.add_parser("check", help="per-layer parity of one Keras model file (.h5 or .keras)")
-    check.add_argument("model", help="a Keras model file: legacy .h5 or .keras")
+    check.add_argument("model", help="a Keras model file: legacy .h5 or .keras (with --config: the weights)")
+    check.add_argument("--config", metavar="JSON",
+                       help="model.to_json() architecture; MODEL then holds its weights: a weights file, or a "
+                            "full .h5 of a larger model whose same-named layers hold them")
     check.add_argument("--inputs", help=".npz with one array per model input (by input name, or arr_0, arr_1, ...)")
     check.add_argument("--samples", type=int, default=8, help="random samples (or the first N of --inputs); default 8")
     check.add_argument("--seed", type=int, default=0)
@@ -66,15 +69,16 @@ def build_parser():
 
 
 # ---- parity check -------------------------------------------------------------------------------
-def _load_scratch(path):
+def _load_scratch(path, config=None):
     import scratch
 
-    if not os.path.exists(path):
-        raise BadInput(f"{path}: no such file")
-    if not os.access(path, os.R_OK) or os.path.isdir(path):
-        raise BadInput(f"{path}: not a readable file")
+    for given in [path] + ([config] if config else []):
+        if not os.path.exists(given):
+            raise BadInput(f"{given}: no such file")
+        if not os.access(given, os.R_OK) or os.path.isdir(given):
+            raise BadInput(f"{given}: not a readable file")
     try:
-        model = scratch.load(path)
+        model = scratch.load(path, config=config)
     except scratch.UnsupportedLayerError as exc:
         layers = ", ".join(f"{n} ({c})" for n, c in exc.layers)
         raise BadInput(f"{path}: unsupported layer(s): {layers}") from None
@@ -155,13 +159,13 @@ def _check(args):
     if args.samples is not None and args.samples < 1:
         raise BadInput(f"--samples must be >= 1. Received: {args.samples}")
     t0 = time.perf_counter()
-    smodel = _load_scratch(args.model)
+    smodel = _load_scratch(args.model, args.config)
     xs = read_inputs(args.inputs, smodel, args.samples) if args.inputs else None
 
     from . import keras_runner as kr   # TensorFlow starts here, after every cheap check
 
     try:
-        kmodel = kr.load_model(args.model)
+        kmodel = kr.load_model(args.model, args.config)
     except Exception as exc:  # noqa: BLE001 - Keras's own refusal of the file is a bad input
         raise BadInput(_one_line(f"{args.model}: Keras cannot load it: {type(exc).__name__}: {exc}"))
     infos = kr.layer_infos(kmodel)
@@ -173,7 +177,7 @@ def _check(args):
         scratch_out = smodel.trace(feed)
         truth = None
         if args.float64_truth:
-            truth = _load_scratch(args.model).to_dtype("float64").trace(feed)
+            truth = _load_scratch(args.model, args.config).to_dtype("float64").trace(feed)
     except Exception as exc:  # noqa: BLE001 - scratch crashing on a loadable model is a parity failure
         print(f"parity check: FAIL: scratch failed to run {args.model}: {type(exc).__name__}: {_one_line(exc)}")
         return 1

@@ -74,15 +74,45 @@ def file_keras_version(path):
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def load_model(path):
-    """Load with Keras 3, or with tf_keras when the file was written by Keras 2 (LocallyConnected2D)."""
-    keras, _ = _import()
-    version = file_keras_version(path)
+def load_model(path, config=None):
+    """Load with Keras 3, or with tf_keras when the file was written by Keras 2 (LocallyConnected2D).
+
+    With ``config`` (``model.to_json()`` text in a file), the model is built from it and ``path``
+    provides the weights, as in ``scratch.load``: a weights file, or a full model of a larger graph
+    whose same-named layers hold them (a captioner's step model inside its training model).
+    """
+    if config is not None:
+        return _from_config(path, config)
+    return _lib_for_version(file_keras_version(path)).models.load_model(str(path), compile=False)
+
+
+def _from_config(path, config):
+    with open(config, encoding="utf-8") as f:
+        text = f.read()
+    lib = _lib_for_version(str(json.loads(text).get("keras_version", "")))
+    model = lib.models.model_from_json(text)
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        full_model = "model_config" in f.attrs
+    if not full_model:
+        model.load_weights(str(path))
+        return model
+    source = load_model(path)
+    for layer in model.layers:
+        if layer.weights:
+            # get_layer raises when the file's model has no such layer: no silent skip
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return model
+
+
+def _lib_for_version(version):
     if version.startswith("2."):
         import tf_keras
 
-        return tf_keras.models.load_model(str(path), compile=False)
-    return keras.models.load_model(str(path), compile=False)
+        return tf_keras
+    keras, _ = _import()
+    return keras
 
 
 def _model_api(model):

@@ -14,8 +14,6 @@ For each model, after its files' sha256 and sizes match the MANIFEST:
 """
 
 import fnmatch
-import hashlib
-import json
 import os
 import time
 import traceback
@@ -23,121 +21,10 @@ import traceback
 import numpy as np
 
 from . import compare as cmp
+from .manifest import Manifest, ManifestError
 
 # Allowed drop of scratch's metric below the MANIFEST's Keras metric (see the module docstring).
 MARGIN = {"macro_f1": 0.01, "accuracy": 0.01, "bleu4": 0.01}
-
-
-class ManifestError(ValueError):
-    """weights/MANIFEST.json is missing, unreadable, or lacks what the suite needs."""
-
-
-class Manifest:
-    """Read-only view of weights/MANIFEST.json (schema: the keras_ref module that writes it)."""
-
-    def __init__(self, path, raw):
-        self.path, self.raw = path, raw
-        self.folder = os.path.dirname(os.path.abspath(path))
-
-    @classmethod
-    def load(cls, weights_dir):
-        path = os.path.join(weights_dir, "MANIFEST.json")
-        if not os.path.exists(path):
-            raise ManifestError(f"{path}: no such file (run `make weights` to train and export the models)")
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ManifestError(f"{path}: cannot read: {exc}") from None
-        if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict) or not raw["models"]:
-            raise ManifestError(f"{path}: no 'models' in the MANIFEST")
-        return cls(path, raw)
-
-    def names(self):
-        return list(self.raw["models"])
-
-    def entry(self, name):
-        return Entry(self, name, self.raw["models"][name])
-
-
-class Entry:
-    """One model of the MANIFEST: its files, dataset, recorded Keras metrics and history.
-
-    File roles: classifiers ``h5`` (+ ``keras``); captioners ``h5`` (teacher-forced training
-    model), ``encoder_h5``, ``step_h5`` and ``vocab``.
-    """
-
-    ROLES = {"train": "h5", "encoder": "encoder_h5", "step": "step_h5", "vocab": "vocab"}
-
-    def __init__(self, manifest, name, raw):
-        self.manifest, self.name, self.raw = manifest, name, raw
-        self.kind = "captioner" if raw.get("task") == "captioning" else "classifier"
-        self.dataset = raw.get("dataset", {})
-
-    def _path(self, rel):
-        return os.path.join(self.manifest.folder, rel)
-
-    def _role(self, part):
-        return self.ROLES.get(part, part) if self.kind == "captioner" else part
-
-    def has_file(self, part):
-        return self._role(part) in self.raw.get("files", {})
-
-    def file(self, part):
-        if not self.has_file(part):
-            raise ManifestError(f"{self.name}: the MANIFEST lists no '{self._role(part)}' file")
-        return self._path(self.raw["files"][self._role(part)])
-
-    def model_file(self):
-        return self.file("h5") if self.has_file("h5") else self.file("keras")
-
-    def other_model_files(self):
-        return [self.file("keras")] if self.has_file("h5") and self.has_file("keras") else []
-
-    def vocab(self):
-        with open(self.file("vocab"), encoding="utf-8") as f:
-            return json.load(f)
-
-    def keras_metric(self, key):
-        value = self.raw.get("metrics", {}).get(key)
-        return float(value) if isinstance(value, (int, float)) else None
-
-    def verify_checksums(self):
-        """Problems with this model's files against the MANIFEST's sha256 and size (empty when sound)."""
-        bad, listed = [], self.manifest.raw.get("files", {})
-        for role, rel in self.raw.get("files", {}).items():
-            want = listed.get(rel)
-            path = self._path(rel)
-            if want is None:
-                bad.append(f"{rel}: no checksum in the MANIFEST")
-            elif not os.path.exists(path):
-                bad.append(f"{rel}: missing")
-            elif os.path.getsize(path) != want["size"]:
-                bad.append(f"{rel}: size {os.path.getsize(path)} != MANIFEST {want['size']}")
-            elif _sha256(path) != want["sha256"]:
-                bad.append(f"{rel}: sha256 differs from the MANIFEST")
-        return bad
-
-    def check_ids(self, data, out, *, full=True):
-        """The regenerated split must be the one the MANIFEST's Keras metrics were computed on:
-        same ids in the same order, and the same input bytes."""
-        from keras_ref.data import array_sha256, ids_sha256
-
-        got = dict(ids_sha256=ids_sha256(data["ids"]), x_sha256=array_sha256(data["x"]))
-        out["dataset_fingerprint"] = got
-        for key, value in got.items():
-            want = self.dataset.get(key)
-            if want and full and value != want:
-                raise cmp.SampleOrderError(f"{self.name}: test split {key} {value[:12]}... differs from the "
-                                           f"MANIFEST's {want[:12]}... (different samples, order or pixels)")
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Context:
@@ -194,17 +81,19 @@ def _batched(fn, x, ids, batch):
 
 
 # ---- per layer --------------------------------------------------------------------------------------
-def per_layer(ctx, path, x):
-    """Keras probe vs scratch trace (float32) vs scratch float64 truth on ``x``."""
+def per_layer(ctx, source, x):
+    """Keras probe vs scratch trace (float32) vs scratch float64 truth on ``x``; ``source`` is a
+    ``(path, config)`` pair (see ``Entry.source``)."""
     import scratch
 
+    path, config = source
     kr = ctx.kr
-    kmodel = kr.load_model(path)
+    kmodel = kr.load_model(path, config)
     infos = kr.layer_infos(kmodel)
     keras_out = kr.intermediate_outputs(kmodel, x)
-    smodel = scratch.load(path)
+    smodel = scratch.load(path, config=config)
     trace = smodel.trace(x)
-    truth = scratch.load(path).to_dtype("float64").trace(x)
+    truth = scratch.load(path, config=config).to_dtype("float64").trace(x)
     res = cmp.compare_layers(keras_out, trace, infos, truth=truth)
     red = cmp.effective_reductions(infos)
     return res, kmodel, smodel, infos, red
@@ -219,7 +108,7 @@ def evaluate_classifier(ctx, entry):
     out = dict(kind="classifier", failures=[])
     entry.check_ids(data, out, full=not args.samples)
     path = entry.model_file()
-    res, kmodel, smodel, infos, red = per_layer(ctx, path, data["x"][: args.trace_samples])
+    res, kmodel, smodel, infos, red = per_layer(ctx, (path, None), data["x"][: args.trace_samples])
     out["per_layer"] = res
     t0 = time.perf_counter()
     kprobs, kids = _batched(lambda b: ctx.kr.call(kmodel, b), data["x"], data["ids"], 256)
@@ -282,14 +171,14 @@ def evaluate_captioner(ctx, entry):
     vocab = entry.vocab()
     images = data["x"]
     few = images[: args.trace_samples]
-    enc_res, kenc, senc, enc_infos, enc_red = per_layer(ctx, entry.file("encoder"), few)
+    enc_res, kenc, senc, enc_infos, enc_red = per_layer(ctx, entry.source("encoder"), few)
     kstates = ctx.kr.as_list(ctx.kr.call(kenc, few))
     step_x = [np.full((len(few), 1), vocab["start"], np.int32), *kstates]
-    step_res, kstep, sstep, step_infos, step_red = per_layer(ctx, entry.file("step"), step_x)
+    step_res, kstep, sstep, step_infos, step_red = per_layer(ctx, entry.source("step"), step_x)
     out["per_layer"] = dict(encoder=enc_res, step=step_res)
     if entry.has_file("train"):
         tokens = _teacher_tokens(data["tokens"][: args.trace_samples], vocab)
-        out["per_layer"]["train"] = per_layer(ctx, entry.file("train"), [few, tokens])[0]
+        out["per_layer"]["train"] = per_layer(ctx, entry.source("train"), [few, tokens])[0]
     kw = dict(start=vocab["start"], end=vocab["end"], max_len=int(vocab["max_len"]))
     reds = dict(encoder_reduction=max(enc_red.values(), default=1), step_reduction_=max(step_red.values(), default=1))
     t0 = time.perf_counter()

@@ -44,6 +44,11 @@ def load(path, config=None):
     ``path`` is a legacy ``.h5`` model, a ``.keras`` archive, or (with ``config``) a weights file.
     ``config`` is a path to ``model.to_json()`` text or to a ``.keras`` ``config.json``, or the
     parsed dict.
+
+    With ``config``, ``path`` may also be a full legacy ``.h5`` model of a larger graph built from
+    the same layers (a captioner's training model for its step model): each layer of ``config``
+    then takes the weights of the file's layer of the same name, as Keras's
+    ``load_weights(by_name=True)`` does, except that a layer the file lacks is an error, not skipped.
     """
     path = Path(path)
     kind = _sniff(path)
@@ -55,7 +60,10 @@ def load(path, config=None):
         if config is not None:
             cfg, flavor = _read_config_arg(config)
             model = _build(cfg, flavor, path)
-            _assign_any(model, f, path)
+            if "model_weights" in f:
+                _assign_legacy(model, f["model_weights"], path, by_name=True)
+            else:
+                _assign_any(model, f, path)
             return model
         if "model_config" not in f.attrs:
             raise ModelFileError(f"{path}: the HDF5 file holds no model_config (a weights-only file?); "
@@ -180,7 +188,9 @@ def _assign_any(model, f, source):
         raise WeightMismatchError(f"{source}: no weights found (neither 'layers/' nor a 'layer_names' attribute)")
 
 
-def _assign_legacy(model, group, source):
+def _assign_legacy(model, group, source, by_name=False):
+    """Weights of each layer from ``group/<layer name>``; unless ``by_name``, every weighted layer
+    of the file must be in the model too."""
     names = _attr_list(group, "layer_names")
     known = {l.name for l in model.layers}
     for layer in model.layers:
@@ -203,6 +213,8 @@ def _assign_legacy(model, group, source):
                                           f"listed in weight_names but its dataset '{g.name}/{wn}' is missing")
             arrays.append((f"{g.name}/{wn}", _read(g[wn], f"{source}: {g.name}/{wn}")))
         _set_slots(slots, arrays, source, layer)
+    if by_name:
+        return
     for name in names:
         if name not in known and name in group and _attr_list(group[name], "weight_names"):
             raise WeightMismatchError(f"{source}: the file has weights for layer '{name}', which the model config "

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from parity.cli import build_parser, main
-from parity.suite import MARGIN, Manifest
+from parity.manifest import Manifest
+from parity.suite import MARGIN
 
 WEIGHTS = Path(os.environ.get("PARITY_WEIGHTS", Path(__file__).resolve().parents[2] / "weights"))
 
@@ -100,11 +101,12 @@ def test_swapped_lstm_gates_fail_check_on_a_committed_captioner(manifest, monkey
     from tests.parity.test_cli import _swap_lstm_gates
 
     entry = _first(manifest, lambda e: e.kind == "captioner" and e.raw["hyper_parameters"].get("cell") == "lstm")
-    step = entry.file("step")
-    assert main(["check", step]) == 0          # intact, the committed step model passes
+    weights, graph = entry.source("step")       # the training .h5 holds the step graph's weights
+    step = ["check", weights, "--config", graph]
+    assert main(step) == 0                      # intact, the committed step model passes
     capsys.readouterr()
     _swap_lstm_gates(monkeypatch)
-    rc = main(["check", step])
+    rc = main(step)
     out = capsys.readouterr().out
     assert rc == 1
     assert "first diverging layer: rnn1:" in out, out

@@ -280,3 +280,30 @@ def test_split_layer_names_attribute(tmp_path):
     x = np.random.default_rng(7).normal(size=(2, 10, 10, 3)).astype("float32")
     assert_close(scratch.load(tmp_path / "m.h5").predict(x), model.predict(x, verbose=0), label="split",
                  reduction=400)
+
+
+def test_subgraph_config_takes_weights_by_name_from_a_full_model_h5(tmp_path, tfk):
+    """A captioner's step model: its own graph over layers of the training model, weights from the
+    training model's .h5 by layer name (the committed captioners are stored this way)."""
+    L = tfk.layers
+    img, seq = tfk.Input((3,), name="image"), tfk.Input((6,), name="tokens")
+    emb = L.Embedding(12, 4, mask_zero=True, name="embedding")
+    rnn = L.SimpleRNN(5, return_sequences=True, return_state=True, name="rnn1")
+    head = L.Dense(12, name="logits")
+    out, _ = rnn(emb(seq), initial_state=L.Dense(5, name="init_h1")(img))   # init_h1: not in the step graph
+    train = tfk.Model([img, seq], head(out), name="train")
+    token, state = tfk.Input((1,), name="token"), tfk.Input((5,), name="state_h1")
+    out, h = rnn(emb(token), initial_state=state)
+    step = tfk.Model([token, state], [head(out), h], name="step")
+    randomize(train)
+    train.save(tmp_path / "train.h5")
+    (tmp_path / "step.json").write_text(step.to_json())
+    rng = np.random.default_rng(7)
+    x = [rng.integers(1, 12, size=(4, 1)).astype("float32"), rng.normal(size=(4, 5)).astype("float32")]
+    loader = {"by name": lambda: scratch.load(tmp_path / "train.h5", config=tmp_path / "step.json")}
+    check_model(step, x, loader, label="step graph")
+    # A graph layer the file lacks is an error (Keras's by_name would silently skip it).
+    (tmp_path / "bad.json").write_text(step.to_json().replace('"logits"', '"renamed"'))
+    with pytest.raises(scratch.WeightMismatchError, match=r"layer 'renamed' \(Dense\) has 2 weights but the file "
+                                                          r"has no weights group '/model_weights/renamed'"):
+        scratch.load(tmp_path / "train.h5", config=tmp_path / "bad.json")
