@@ -13,8 +13,11 @@ from keras_ref.supported import check_saved_model
 from keras_ref.vocab import Vocabulary
 
 SEED = 0
+# steps_per_execution: for these small CNNs Keras's per-batch Python overhead dominates on 2 cores;
+# running 32 batches per call makes the same updates (the saved weights are byte-identical) ~30% sooner.
 CNN_TRAINING = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64, "max_epochs": 30, "patience": 4,
-                "monitor": "val_loss", "restore_best_weights": True, "loss": "sparse_categorical_crossentropy"}
+                "monitor": "val_loss", "restore_best_weights": True, "loss": "sparse_categorical_crossentropy",
+                "steps_per_execution": 32}
 CAPTION_TRAINING = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "max_epochs": 25, "patience": 3,
                     "monitor": "val_loss", "restore_best_weights": True,
                     "loss": "sparse_categorical_crossentropy(from_logits=True), weight = target != <pad>",
@@ -72,7 +75,7 @@ def _classifier_entry(family, framework, model, files, meta, data, hp, history, 
 def _train_classifier(lib, build, data, smoke, desc, progress):
     T.set_seed(lib, SEED)
     model = build()
-    T.compile_classifier(lib, model, CNN_TRAINING["learning_rate"])
+    T.compile_classifier(lib, model, CNN_TRAINING["learning_rate"], CNN_TRAINING["steps_per_execution"])
     (x, y, _), (vx, vy, _) = data["train"], data["val"]
     history, seconds, epochs = T.fit(lib, model, x, y, (vx, vy), epochs=_epochs(CNN_TRAINING, smoke),
                                      patience=CNN_TRAINING["patience"], batch_size=CNN_TRAINING["batch_size"],

@@ -63,8 +63,9 @@ def fit(lib, model, x, y, val, *, epochs, patience, batch_size, lr, desc, sample
     return _history(h), time.perf_counter() - start, len(h.history["loss"])
 
 
-def compile_classifier(lib, model, lr):
-    model.compile(optimizer=lib.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def compile_classifier(lib, model, lr, steps_per_execution=1):
+    model.compile(optimizer=lib.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=steps_per_execution)
 
 
 def classification_metrics(y_true, y_pred):
