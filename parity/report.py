@@ -241,7 +241,7 @@ def captioner_rows(data, manifest):
         m, t = r["metrics"], r.get("timing", {})
         k, s = m["keras"], m["scratch"]
         rows.append([name, hp.get("cell", ""), hp.get("layers", ""), hp.get("inject", ""),
-                     f"{r['params']['encoder'] + r['params']['step']:,}",
+                     f"{r['params']['keras']:,}",
                      " / ".join(_f4(k[f"Bleu_{i}"]) for i in range(1, 5)),
                      " / ".join(_f4(s[f"Bleu_{i}"]) for i in range(1, 5)),
                      _f4(k.get("METEOR")) or "skipped", _f4(s.get("METEOR")) or "skipped", _f4(k["ROUGE_L"]),

@@ -122,7 +122,7 @@ def evaluate_classifier(ctx, entry):
     cls = compare_classification(data["y"], kprobs, sprobs, ids=data["ids"], labels=labels,
                                  reduction=red.get(final, 1))
     out["classification"] = cls
-    out["params"] = dict(keras=ctx.kr.count_params(kmodel), scratch=smodel.count_params())
+    _record_params(out, ctx.kr.count_params(kmodel), smodel.count_params())
     for other in entry.other_model_files():   # e.g. the .keras copy of an .h5: same predictions
         import scratch
 
@@ -140,6 +140,12 @@ def evaluate_classifier(ctx, entry):
         bad = [d for d in cls["disagreements"] if not d["near_tie"]]
         out["failures"].append(f"{len(bad)} argmax disagreement(s) without a near-tie")
     return out
+
+
+def _record_params(out, keras_count, scratch_count):
+    out["params"] = dict(keras=keras_count, scratch=scratch_count)
+    if keras_count != scratch_count:
+        out["failures"].append(f"parameter count: Keras {keras_count:,}, scratch {scratch_count:,}")
 
 
 def _gate(entry, out, scratch_metrics, keras_metrics):
@@ -175,10 +181,9 @@ def evaluate_captioner(ctx, entry):
     kstates = ctx.kr.as_list(ctx.kr.call(kenc, few))
     step_x = [np.full((len(few), 1), vocab["start"], np.int32), *kstates]
     step_res, kstep, sstep, step_infos, step_red = per_layer(ctx, entry.source("step"), step_x)
-    out["per_layer"] = dict(encoder=enc_res, step=step_res)
-    if entry.has_file("train"):
-        tokens = _teacher_tokens(data["tokens"][: args.trace_samples], vocab)
-        out["per_layer"]["train"] = per_layer(ctx, entry.source("train"), [few, tokens])[0]
+    tokens = _teacher_tokens(data["tokens"][: args.trace_samples], vocab)
+    train_res, ktrain, strain, _, _ = per_layer(ctx, entry.source("train"), [few, tokens])
+    out["per_layer"] = dict(encoder=enc_res, step=step_res, train=train_res)
     kw = dict(start=vocab["start"], end=vocab["end"], max_len=int(vocab["max_len"]))
     reds = dict(encoder_reduction=max(enc_red.values(), default=1), step_reduction_=max(step_red.values(), default=1))
     t0 = time.perf_counter()
@@ -204,8 +209,8 @@ def evaluate_captioner(ctx, entry):
     out["metrics"] = _caption_metrics(ctx, data, {k: v for k, v in caps.items() if "beam" not in k})
     if len(beam_images) == len(images):
         out["metrics"].update(_caption_metrics(ctx, data, {k: v for k, v in caps.items() if "beam" in k}))
-    out["params"] = dict(encoder=ctx.kr.count_params(kenc), step=ctx.kr.count_params(kstep),
-                         scratch_encoder=senc.count_params(), scratch_step=sstep.count_params())
+    # The encoder and step graphs share layers with the training model, which holds every weight once.
+    _record_params(out, ctx.kr.count_params(ktrain), strain.count_params())
     out["samples"] = [dict(id=data["ids"][i], references=data["captions"][i][:2], keras=caps["keras"][i],
                            scratch=caps["scratch"][i], keras_beam=caps["keras_beam"][i],
                            scratch_beam=caps["scratch_beam"][i]) for i in range(min(8, len(beam_images)))]

@@ -149,6 +149,7 @@ def bad_files(tmp_path_factory, models):
     np.savez(folder / "wrong_key.npz", image=np.zeros((2, 8, 8, 2), np.float32), labels=np.zeros(2))
     (folder / "garbage.npz").write_bytes(b"PK\x03\x04garbage")
     np.savez(folder / "float_ids.npz", tokens=np.full((2, 7), 0.5))
+    (folder / "garbage.json").write_text("{not json")
     return folder
 
 
@@ -162,6 +163,8 @@ def bad_files(tmp_path_factory, models):
     (["check", "{models}/text.keras", "--inputs", "{bad}/wrong_key.npz"], r"no array for model input 'tokens'"),
     (["check", "{models}/conv.h5", "--inputs", "{bad}/garbage.npz"], r"cannot read as \.npz"),
     (["check", "{models}/text.keras", "--inputs", "{bad}/float_ids.npz"], r"non-integer values for integer input 'tokens'"),
+    (["check", "{models}/conv.h5", "--config", "{bad}/missing.json"], r"missing\.json: no such file"),
+    (["check", "{models}/conv.h5", "--config", "{bad}/garbage.json"], r"garbage\.json: the model config is not valid JSON"),
     (["check", "{models}/conv.h5", "--samples", "0"], r"--samples must be >= 1"),
     (["check", "{models}/conv.h5", "--atol"], r"argument --atol: expected one argument"),
     (["frobnicate"], r"invalid choice: 'frobnicate'"),
