@@ -25,8 +25,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 from keras_ref import cnn as cnn_mod  # noqa: E402
 from keras_ref import manifest  # noqa: E402
 from keras_ref.captioner import captioner_configs  # noqa: E402

@@ -152,7 +152,7 @@ def col2im_add(dxp, dpatches, bs, rs, strides, dilation):
     windows accumulate.
     """
     _, nr, ow, kh, kw, _ = dpatches.shape
-    (sh, sw), (dh, dw) = strides, dilation
+    sh = strides[0]   # rows start at this block's first output row; columns come whole from offset_slices
     top = rs.start * sh
     for (a, b), (rows, cols) in offset_slices((kh, kw), strides, dilation, (nr, ow)):
         rows = slice(top + rows.start, top + rows.stop, sh)
