@@ -94,15 +94,15 @@ def _from_config(path, config):
     import h5py
 
     with h5py.File(path, "r") as f:
-        full_model = "model_config" in f.attrs
-    if not full_model:
+        held = set(f["model_weights"]) if "model_config" in f.attrs else None
+    if held is None:
         model.load_weights(str(path))
         return model
-    source = load_model(path)
-    for layer in model.layers:
-        if layer.weights:
-            # get_layer raises when the file's model has no such layer: no silent skip
-            layer.set_weights(source.get_layer(layer.name).get_weights())
+    # Keras's by_name silently skips a layer the file lacks; here that is an error.
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in held]
+    if missing:
+        raise ValueError(f"{path}: no weights for layer(s) {missing} of {config}")
+    model.load_weights(str(path), by_name=True)
     return model
 
 

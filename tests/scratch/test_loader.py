@@ -307,3 +307,7 @@ def test_subgraph_config_takes_weights_by_name_from_a_full_model_h5(tmp_path, tf
     with pytest.raises(scratch.WeightMismatchError, match=r"layer 'renamed' \(Dense\) has 2 weights but the file "
                                                           r"has no weights group '/model_weights/renamed'"):
         scratch.load(tmp_path / "train.h5", config=tmp_path / "bad.json")
+    from parity.keras_runner import load_model
+
+    with pytest.raises(ValueError, match=r"train\.h5: no weights for layer\(s\) \['renamed'\]"):
+        load_model(tmp_path / "train.h5", tmp_path / "bad.json")   # Keras side: no silent by_name skip
