@@ -6,8 +6,8 @@ restored). Metrics: macro-F1 and accuracy from scikit-learn on the test split.
 Captioners: teacher forcing with a masked loss (sample weight = target != <pad>, on top of the mask
 Keras derives from ``Embedding(mask_zero=True)``). For the embedded digit scenes the CNN is pre-trained
 once (``pretrain_scene_encoder``), frozen, and each captioner trains the layers above it on the cached
-CNN features; for real datasets the whole training model trains end to end. Metrics: corpus BLEU-1..4 (nltk, no smoothing) of greedy
-captions against all references.
+CNN features; for real datasets the whole training model trains end to end. Metrics: corpus BLEU-1..4
+(nltk, no smoothing) of greedy captions against all references.
 
 Inference for metrics always calls the model directly, ``model(x, training=False)``, in batches of
 ``EVAL_BATCH`` (recorded in the MANIFEST as ``keras_inference``).
