@@ -1,4 +1,4 @@
-"""Helpers the layer tests share: run a real Keras layer, copy its weights, check gradients."""
+"""Helpers the tests share: random Keras weights, gradient checks, masks, the grid's parameter count."""
 
 import numpy as np
 
@@ -69,3 +69,12 @@ def make_mask(rng, mode, batch, steps):
     lengths = rng.integers(0, steps + 1, size=batch)
     t = np.arange(steps)[None, :]
     return t < lengths[:, None] if mode == "right" else t >= (steps - lengths)[:, None]
+
+
+def expected_grid_params(cfg, cin=1, n_classes=10):
+    """A grid CNN's parameter count from the architecture on paper: conv kernels + biases, Dense head."""
+    total, k = 0, cfg["kernel"]
+    for f in cfg["filters"]:
+        total += k * k * cin * f + f
+        cin = f
+    return total + cin * 64 + 64 + 64 * n_classes + n_classes

@@ -12,6 +12,7 @@ from keras_ref.cnn import grid_configs
 from keras_ref.data import array_sha256, ids_sha256, load_digits_split
 from keras_ref.scenes import load_digit_scenes
 from keras_ref.supported import unsupported_layers, saved_model_config
+from tests.support import expected_grid_params
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 # The target: the committed default set stays under ~25 MB.
@@ -75,11 +76,7 @@ def test_captioner_graphs_take_every_weight_from_the_training_file(doc):
 
 def test_grid_parameter_counts_follow_the_architecture(doc):
     for name, cfg in grid_configs().items():
-        e = doc["models"][name]
-        cin, total, k = 1, 0, cfg["kernel"]
-        for f in cfg["filters"]:
-            total, cin = total + k * k * cin * f + f, f
-        assert e["params"] == total + cin * 64 + 64 + 64 * 10 + 10, name
+        assert doc["models"][name]["params"] == expected_grid_params(cfg), name
     twin = doc["models"]["lc2d_twin"]
     assert twin["twin_of"] in grid_configs()
     assert twin["conv_twin_params"] == doc["models"][twin["twin_of"]]["params"] < twin["params"]

@@ -7,16 +7,7 @@ import pytest
 from keras_ref import cnn
 from keras_ref.captioner import build_captioner, build_resnet50_captioner, captioner_configs, greedy_decode
 from keras_ref.supported import SUPPORTED_LAYERS, layer_classes, saved_model_config, unsupported_layers
-from tests.support import randomize_keras_weights
-
-
-def expected_grid_params(cfg, cin=1, n_classes=10):
-    """Parameter count from the architecture on paper: conv kernels + biases, Dense head."""
-    total, k = 0, cfg["kernel"]
-    for f in cfg["filters"]:
-        total += k * k * cin * f + f
-        cin = f
-    return total + cin * 64 + 64 + 64 * n_classes + n_classes
+from tests.support import expected_grid_params, randomize_keras_weights
 
 
 def test_grid_is_the_16_configurations():
