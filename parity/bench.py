@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-from scratch import conv, pooling, windows  # noqa: E402
+from scratch.layers import conv, pooling, windows# noqa: E402
 
 REPEATS = 3
 

@@ -35,7 +35,7 @@ def _encode(encoder, images):
 
 
 def greedy(encoder, step_model, images, *, start, end, max_len):
-    """Returns {'captions', 'steps': [{'logits', 'tokens', 'alive'}]} like scratch.decode."""
+    """Returns {'captions', 'steps': [{'logits', 'tokens', 'alive'}]} like scratch.models.decode."""
     states = _encode(encoder, images)
     n = states[0].shape[0]
     token = np.full(n, start, dtype=np.int64)
@@ -54,7 +54,7 @@ def greedy(encoder, step_model, images, *, start, end, max_len):
 
 
 def beam(encoder, step_model, images, *, start, end, max_len, beam_width=3):
-    """Returns {'captions', 'scores', 'steps': [{'rows', 'logits', 'selected'}]} like scratch.decode."""
+    """Returns {'captions', 'scores', 'steps': [{'rows', 'logits', 'selected'}]} like scratch.models.decode."""
     k = int(beam_width)
     init = _encode(encoder, images)
     n = init[0].shape[0]

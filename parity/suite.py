@@ -168,7 +168,7 @@ def _gate(entry, out, scratch_metrics, keras_metrics):
 def evaluate_captioner(ctx, entry):
     from . import keras_decode
     from .captioning import compare_beam, compare_greedy, detokenize
-    from scratch import decode as sdecode
+    from scratch.models import decode as sdecode
 
     args = ctx.args
     data = _subset(ctx.dataset(entry.dataset), args.samples)

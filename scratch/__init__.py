@@ -5,8 +5,9 @@ Imports numpy, h5py and the standard library only: never TensorFlow or Keras.
 
 from .errors import (GraphError, InputError, LayerError, ModelFileError, ScratchError,
                      UnsupportedLayerError, WeightMismatchError)
-from .io import load
-from .model import Model
+from . import layers
+from .saving.io import load
+from .models.model import Model
 
-__all__ = ["load", "Model", "ScratchError", "ModelFileError", "UnsupportedLayerError",
+__all__ = ["load", "Model", "layers", "ScratchError", "ModelFileError", "UnsupportedLayerError",
            "WeightMismatchError", "GraphError", "InputError", "LayerError"]

@@ -5,14 +5,16 @@ it without a debugger. The CLI maps ``UnsupportedLayerError`` to exit code 2 (re
 other ``ScratchError``s to its generic failure code.
 """
 
-from .base import LayerError
-
 __all__ = ["ScratchError", "ModelFileError", "UnsupportedLayerError", "WeightMismatchError",
            "GraphError", "InputError", "LayerError"]
 
 
 class ScratchError(Exception):
     """Base class of the engine's loader and graph errors."""
+
+
+class LayerError(ScratchError, ValueError):
+    """A layer was given arguments or weights it cannot use (Keras raises ValueError for these)."""
 
 
 class ModelFileError(ScratchError, ValueError):

@@ -13,7 +13,7 @@ import pytest
 
 from parity import keras_decode
 from parity.captioning import compare_beam, compare_greedy, detokenize
-from scratch import decode as scratch_decode
+from scratch.models import decode as scratch_decode
 
 START, END = 1, 2
 

@@ -66,7 +66,7 @@ def test_parity_holds_exit_0_with_table_reports_and_junit(models, tmp_path, caps
 
 def _swap_lstm_gates(monkeypatch):
     """Run scratch LSTMs with gate columns i, c, f, o instead of Keras's i, f, c, o."""
-    from scratch import recurrent_cells
+    from scratch.layers import recurrent_cells
 
     original = recurrent_cells.lstm_cell.forward
 
@@ -86,7 +86,7 @@ def _swap_lstm_gates(monkeypatch):
 
 def _swap_same_padding_split(monkeypatch):
     """Put the odd extra 'same' padding cell before (top/left) instead of after, as TF does."""
-    from scratch import windows
+    from scratch.layers import windows
 
     def flipped(n, k, s, d=1):
         before, after = original(n, k, s, d)

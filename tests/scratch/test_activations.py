@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from parity.tolerance import assert_close, assert_gradient_close, numerical_gradient
-from scratch import activations
-from scratch.base import LayerError
+from scratch.layers import activations
+from scratch.layers.base import LayerError
 
 # Keras warns when a softmax runs over a size-1 axis; hypothesis draws such shapes on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axis")

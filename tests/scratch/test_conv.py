@@ -10,9 +10,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close, compare
-from scratch import windows
-from scratch.base import LayerError, as_tuple
-from scratch.conv import Conv2D, LocallyConnected2D, ZeroPadding2D
+from scratch.layers import windows
+from scratch.layers.base import LayerError, as_tuple
+from scratch.layers.conv import Conv2D, LocallyConnected2D, ZeroPadding2D
 from tests.support import check_layer_gradients, randomize_keras_weights
 
 ACTIVATIONS = [None, "relu", "tanh", "sigmoid"]

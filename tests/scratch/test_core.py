@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 
 from parity.tolerance import assert_close
-from scratch import activations
-from scratch.base import LayerError
-from scratch.core import Activation, Dense, Dropout, Flatten, ReLU, Reshape, Softmax
+from scratch.layers import activations
+from scratch.layers.base import LayerError
+from scratch.layers.core import Activation, Dense, Dropout, Flatten, ReLU, Reshape, Softmax
 from tests.support import check_layer_gradients, randomize_keras_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axis")

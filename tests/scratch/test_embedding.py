@@ -9,8 +9,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close
-from scratch.base import LayerError
-from scratch.embedding import Embedding
+from scratch.layers.base import LayerError
+from scratch.layers.embedding import Embedding
 from tests.support import check_layer_gradients, randomize_keras_weights
 
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from keras.src.backend import get_keras_mask, set_keras_mask  # how Keras 3 attaches a mask to an eager tensor
 
 from parity.tolerance import assert_close
-from scratch.base import LayerError
-from scratch.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from scratch.layers.base import LayerError
+from scratch.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from tests.support import check_layer_gradients
 
 ELEMENTWISE = [Add, Subtract, Multiply, Average, Maximum, Minimum]

@@ -1,4 +1,4 @@
-"""scratch.normalization.BatchNormalization against keras.layers.BatchNormalization."""
+"""scratch.layers.normalization.BatchNormalization against keras.layers.BatchNormalization."""
 
 import math
 
@@ -10,8 +10,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close
-from scratch.base import LayerError
-from scratch.normalization import BatchNormalization
+from scratch.layers.base import LayerError
+from scratch.layers.normalization import BatchNormalization
 from tests.support import check_layer_gradients, randomize_keras_weights
 
 DTYPES = st.sampled_from(["float32", "float64"])

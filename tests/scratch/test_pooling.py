@@ -7,8 +7,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close
-from scratch.base import LayerError, as_tuple
-from scratch.pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
+from scratch.layers.base import LayerError, as_tuple
+from scratch.layers.pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
 from tests.support import check_layer_gradients
 
 PAIRS = {

@@ -8,10 +8,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close, assert_gradient_close, numerical_gradient
-from scratch.base import LayerError
-from scratch.embedding import Embedding
-from scratch.recurrent import GRU, LSTM, SimpleRNN
-from scratch.sequence import Masking
+from scratch.layers.base import LayerError
+from scratch.layers.embedding import Embedding
+from scratch.layers.recurrent import GRU, LSTM, SimpleRNN
+from scratch.layers.sequence import Masking
 from tests.support import check_layer_gradients, make_mask, randomize_keras_weights
 
 SCRATCH = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}

@@ -8,8 +8,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close
-from scratch.base import LayerError
-from scratch.sequence import Masking, RepeatVector
+from scratch.layers.base import LayerError
+from scratch.layers.sequence import Masking, RepeatVector
 from tests.support import check_layer_gradients
 
 

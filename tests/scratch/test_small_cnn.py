@@ -6,9 +6,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from parity.tolerance import assert_close
-from scratch.conv import Conv2D
-from scratch.core import Dense, Flatten
-from scratch.pooling import MaxPooling2D
+from scratch.layers.conv import Conv2D
+from scratch.layers.core import Dense, Flatten
+from scratch.layers.pooling import MaxPooling2D
 
 SCRATCH = {"Conv2D": Conv2D, "MaxPooling2D": MaxPooling2D, "Flatten": Flatten, "Dense": Dense}
 

@@ -6,8 +6,8 @@ import tensorflow as tf
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from scratch import windows
-from scratch.base import LayerError
+from scratch.layers import windows
+from scratch.layers.base import LayerError
 
 
 @pytest.mark.parametrize("n, k, s, d, expected", [

@@ -7,9 +7,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close, assert_gradient_close, numerical_gradient
-from scratch.base import LayerError
-from scratch.recurrent import GRU, LSTM, SimpleRNN
-from scratch.wrappers import Bidirectional, TimeDistributed
+from scratch.layers.base import LayerError
+from scratch.layers.recurrent import GRU, LSTM, SimpleRNN
+from scratch.layers.wrappers import Bidirectional, TimeDistributed
 from tests.support import check_layer_gradients, make_mask, randomize_keras_weights
 
 SCRATCH = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
@@ -194,7 +194,7 @@ def _time_distributed_pair(keras_inner, scratch_cls, shape, rng, dtype):
        dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
 @example(units=1, features=1, steps=1, batch=1, extra_axis=False, activation=None, dtype="float32", seed=0)
 def test_time_distributed_dense(units, features, steps, batch, extra_axis, activation, dtype, seed):
-    from scratch.core import Dense
+    from scratch.layers.core import Dense
 
     rng = np.random.default_rng(seed)
     shape = (batch, steps, 2, features) if extra_axis else (batch, steps, features)
@@ -213,7 +213,7 @@ def test_time_distributed_dense(units, features, steps, batch, extra_axis, activ
        dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
 @example(filters=2, kernel=2, strides=2, padding="same", steps=3, batch=2, dtype="float32", seed=0)
 def test_time_distributed_conv2d(filters, kernel, strides, padding, steps, batch, dtype, seed):
-    from scratch.conv import Conv2D
+    from scratch.layers.conv import Conv2D
 
     rng = np.random.default_rng(seed)
     shape = (batch, steps, 5, 4, 2)
@@ -226,7 +226,7 @@ def test_time_distributed_conv2d(filters, kernel, strides, padding, steps, batch
 
 
 def test_time_distributed_errors():
-    from scratch.core import Dense
+    from scratch.layers.core import Dense
 
     with pytest.raises(LayerError, match=r"layer must be a scratch Layer instance. Received: layer='dense'"):
         TimeDistributed("dense")
@@ -236,7 +236,7 @@ def test_time_distributed_errors():
 
 
 def test_time_distributed_delegates_weight_roles():
-    from scratch.normalization import BatchNormalization
+    from scratch.layers.normalization import BatchNormalization
 
     k = keras.layers.TimeDistributed(keras.layers.BatchNormalization(center=False))
     k.build((None, 3, 4))

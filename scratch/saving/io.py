@@ -30,9 +30,10 @@ import h5py
 import numpy as np
 
 from . import registry
-from .base import LayerError
-from .errors import ModelFileError, WeightMismatchError
-from .model import Model
+from ..layers.base import LayerError
+from ..errors import ModelFileError, WeightMismatchError
+from ..models.from_config import model_from_config
+from ..models.model import Model
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -149,7 +150,7 @@ def _flavor(cfg, keras_version):
 
 
 def _build(cfg, flavor, source):
-    return Model.from_config(cfg, flavor=flavor, source=str(source))
+    return model_from_config(cfg, flavor=flavor, source=str(source))
 
 
 def _attr_str(value):

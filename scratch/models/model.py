@@ -23,8 +23,8 @@ backprop through a recorded run is in backprop.py.
 import numpy as np
 
 from .backprop import Call, set_grads, backprop
-from .base import Layer, LayerError
-from .errors import GraphError, InputError, ModelFileError
+from ..layers.base import Layer, LayerError
+from ..errors import GraphError, InputError, ModelFileError
 from .graph import (InputLayer, Ref, accepted_kwargs, as_list, fmt_shape, leaves, resolve, resolve_masks,
                     squash, trace_name)
 
@@ -56,12 +56,6 @@ class Model(Layer):
                 self._last_use[ref] = i
 
     # ---- construction from a Keras config -------------------------------------------------
-    @classmethod
-    def from_config(cls, model_cfg, flavor="keras3", source=None, check=True):
-        """Build (and shape-infer) a model from ``{class_name, config}``; refuses before building."""
-        from .from_config import model_from_config
-        return model_from_config(model_cfg, flavor=flavor, source=source, check=check)
-
     # ---- shapes and weights ---------------------------------------------------------------
     def build(self, input_shape=None, rng=None):
         """Infer every tensor's shape and build each layer at its first call."""

@@ -1,8 +1,9 @@
 """Keras class names -> scratch classes, and the safety check that runs before anything is built.
 
-A model file names classes by string. The engine maps those strings through the fixed table below
-and nothing else: it never imports a module named in a file, never unmarshals code, and refuses
-by name everything that would need either:
+A model file names classes by string. The engine maps those strings through two fixed tables,
+``LAYER_MODULES`` (scratch/layers/__init__.py) and ``OPS`` (scratch/ops.py), and nothing else: it
+never imports a module named in a file, never unmarshals code, and refuses by name everything that
+would need either:
 
 - ``Lambda`` / ``TFOpLambda`` / ``SlicingOpLambda`` layers and ``__lambda__`` objects (they carry
   Python bytecode or call arbitrary TensorFlow functions);
@@ -17,26 +18,12 @@ Files written by tf_keras (Keras 2) differ in one place that changes results: th
 ``make_layer(..., flavor="tf_keras")`` translates the name.
 """
 
-import importlib
 import re
 
-import numpy as np
+from ..layers import LAYER_MODULES, layer_class
+from ..layers.base import LayerError
+from ..ops import OPS, Op, is_op
 
-from .base import Layer, LayerError
-
-# Keras class name -> scratch module that defines a class of the same name.
-LAYER_MODULES = {
-    **dict.fromkeys(["Dense", "Activation", "ReLU", "Softmax", "Flatten", "Reshape", "Dropout"], "core"),
-    **dict.fromkeys(["Conv2D", "LocallyConnected2D", "ZeroPadding2D"], "conv"),
-    **dict.fromkeys(["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"],
-                    "pooling"),
-    "BatchNormalization": "normalization",
-    **dict.fromkeys(["Add", "Concatenate", "Subtract", "Multiply", "Average", "Maximum", "Minimum"], "merge"),
-    "Embedding": "embedding",
-    **dict.fromkeys(["SimpleRNN", "LSTM", "GRU"], "recurrent"),
-    **dict.fromkeys(["Bidirectional", "TimeDistributed"], "wrappers"),
-    **dict.fromkeys(["Masking", "RepeatVector"], "sequence"),
-}
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 WRAPPERS = ("Bidirectional", "TimeDistributed")
@@ -152,12 +139,6 @@ def _nested_problem(cfg):
 
 
 # ---- construction ---------------------------------------------------------------------------
-def layer_class(class_name):
-    """The scratch class for a Keras layer class name (imported from the fixed table only)."""
-    module = importlib.import_module(f"{__package__}.{LAYER_MODULES[class_name]}")
-    return getattr(module, class_name)
-
-
 def translate_config(class_name, config, flavor):
     """Keras config -> scratch constructor kwargs (tf_keras's hard_sigmoid and no-op keys)."""
     config = dict(config)
@@ -191,68 +172,3 @@ def make_layer(layer_cfg, flavor="keras3"):
             raise LayerError(f"{cls_name} cannot be built from this config: {exc}") from None
     layer.keras_class = cls_name
     return layer
-
-
-# ---- Keras 3 graph operations -----------------------------------------------------------------
-# Keras 3 records the mask computations of Embedding/Masking/merge layers as operation nodes in a
-# Functional config (``NotEqual``, ``ExpandDims``, ``LogicalOr``, ``Any``, ...; module
-# ``keras.src.ops.*``) and passes their result as an explicit ``mask=``. They are plain NumPy
-# here; they have no weights and are not part of ``model.layers``.
-def _axis(cfg):
-    axis = cfg.get("axis")
-    return tuple(axis) if isinstance(axis, list) else axis
-
-
-def _like(fill):
-    return lambda cfg: lambda x: np.full(np.shape(x), fill, dtype=cfg.get("dtype") or np.asarray(x).dtype)
-
-
-def _reduce(fn):
-    return lambda cfg: lambda x: fn(np.asarray(x), axis=_axis(cfg), keepdims=bool(cfg.get("keepdims", False)))
-
-
-# op class name -> (config -> function of the call's positional args)
-OPS = {
-    "NotEqual": lambda cfg: np.not_equal, "Equal": lambda cfg: np.equal,
-    "LogicalAnd": lambda cfg: np.logical_and, "LogicalOr": lambda cfg: np.logical_or,
-    "LogicalNot": lambda cfg: np.logical_not,
-    "Any": _reduce(np.any), "All": _reduce(np.all),
-    "ExpandDims": lambda cfg: lambda x: np.expand_dims(x, _axis(cfg)),
-    "Squeeze": lambda cfg: lambda x: np.squeeze(x, _axis(cfg)),
-    "ZerosLike": _like(0), "OnesLike": _like(1),
-    "Concatenate": lambda cfg: lambda xs: np.concatenate(xs, axis=_axis(cfg) if cfg.get("axis") is not None else 0),
-    "Stack": lambda cfg: lambda xs: np.stack(xs, axis=_axis(cfg) or 0),
-    "Cast": lambda cfg: lambda x: np.asarray(x).astype(cfg.get("dtype") or "float32"),
-}
-
-
-def is_op(layer_cfg):
-    """A Keras 3 operation node (``keras.src.ops.*``) rather than a layer.
-
-    Legacy ``.h5`` configs drop ``module``; there an operation is told from a layer of the same
-    class name (``Concatenate``) by its config, which has no ``trainable`` key.
-    """
-    module = layer_cfg.get("module")
-    if isinstance(module, str):
-        return module.startswith("keras.src.ops")
-    cfg = layer_cfg.get("config") or {}
-    return layer_cfg.get("class_name") in OPS and "trainable" not in cfg
-
-
-class Op(Layer):
-    """One Keras 3 operation node of a Functional graph, run with NumPy."""
-
-    is_op = True
-
-    def __init__(self, class_name, name=None, **config):
-        super().__init__(name=name)
-        self.fn = OPS[class_name](config)
-
-    def compute_output_shape(self, *shapes):
-        return None   # no layer's weights depend on a mask's shape
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def forward(self, *args):
-        return self.fn(*args)

@@ -8,7 +8,7 @@ depending on how ``Model`` runs them.
 
 import inspect
 
-from .base import Layer, LayerError
+from ..layers.base import Layer, LayerError
 
 
 class InputLayer(Layer):

@@ -15,9 +15,9 @@ Nested models: Keras numbers a nested model's nodes from 1 in some places (its o
 ``output_layers`` and only for Functional.
 """
 
-from . import registry
-from .base import LayerError
-from .errors import GraphError, UnsupportedLayerError
+from ..saving import registry
+from ..layers.base import LayerError
+from ..errors import GraphError, UnsupportedLayerError
 from .graph import InputLayer, Node, Ref
 from .model import Model
 
@@ -50,7 +50,7 @@ def _make(layer_cfg, flavor, source):
     if cls == "InputLayer":
         layer = InputLayer(**layer_cfg.get("config", {}))
     elif cls in registry.MODEL_CLASSES:
-        layer = Model.from_config(layer_cfg, flavor, source, check=False)
+        layer = model_from_config(layer_cfg, flavor, source, check=False)
     else:
         layer = registry.make_layer(layer_cfg, flavor)
     layer.keras_class = cls

@@ -19,6 +19,8 @@ Conventions shared by all layers:
 
 import numpy as np
 
+from ..errors import LayerError
+
 # Config keys that change nothing at inference or in the gradients we compute: initializers,
 # regularizers and constraints only matter while Keras trains.
 _IGNORED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
@@ -27,10 +29,6 @@ _IGNORED_KEYS = {
     "activity_regularizer", "autocast", "build_config", "quantization_config", "synchronized",
     "lora_rank", "lora_alpha",
 }
-
-
-class LayerError(ValueError):
-    """A layer was given arguments or weights it cannot use."""
 
 
 def check_choice(name, value, choices):

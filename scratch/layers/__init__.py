@@ -1,0 +1,32 @@
+"""The scratch layers, as ``keras.layers`` names them: ``from scratch import layers; layers.Conv2D(...)``.
+
+``LAYER_MODULES`` is the engine's one table of supported layer classes: the loader builds layers
+from a file through it (saving/registry.py), and this namespace is made from it, so nothing can be
+loadable without being importable here, or the other way round.
+"""
+
+import importlib
+
+# Keras class name -> scratch module that defines a class of the same name.
+LAYER_MODULES = {
+    **dict.fromkeys(["Dense", "Activation", "ReLU", "Softmax", "Flatten", "Reshape", "Dropout"], "core"),
+    **dict.fromkeys(["Conv2D", "LocallyConnected2D", "ZeroPadding2D"], "conv"),
+    **dict.fromkeys(["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"],
+                    "pooling"),
+    "BatchNormalization": "normalization",
+    **dict.fromkeys(["Add", "Concatenate", "Subtract", "Multiply", "Average", "Maximum", "Minimum"], "merge"),
+    "Embedding": "embedding",
+    **dict.fromkeys(["SimpleRNN", "LSTM", "GRU"], "recurrent"),
+    **dict.fromkeys(["Bidirectional", "TimeDistributed"], "wrappers"),
+    **dict.fromkeys(["Masking", "RepeatVector"], "sequence"),
+}
+
+
+def layer_class(class_name):
+    """The scratch class for a Keras layer class name (looked up in the fixed table only)."""
+    module = importlib.import_module(f"{__name__}.{LAYER_MODULES[class_name]}")
+    return getattr(module, class_name)
+
+
+globals().update({name: layer_class(name) for name in LAYER_MODULES})
+__all__ = sorted(LAYER_MODULES)
