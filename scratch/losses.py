@@ -19,11 +19,13 @@ Per-sample values (``call``) follow ``keras/src/losses/losses.py`` and the Tenso
 
 Reduction (``keras/src/losses/loss.py::reduce_weighted_values``): the weight of each value is
 ``sample_weight * mask_weight``; ``sum`` adds the weighted values, ``sum_over_batch_size`` divides
-that sum by the number of values (0 if there are none), ``none`` returns them. Keras 3 turns a mask
-into ``mask_weight = mask * size / count(mask)`` for ``sum_over_batch_size`` so the result is the
-mean over the kept items; tf_keras multiplies the 0/1 mask in as it is (``mask_normalization=False``,
-how the committed tf_keras captioners are trained: their loss is the sum over real tokens divided by
-batch * steps). A sample weight of lower rank than the values is broadcast over their trailing axes.
+that sum by the number of values (0 if there are none), ``none`` returns them. For
+``sum_over_batch_size`` a mask becomes ``mask_weight = mask * size / count(mask)`` (0 when nothing is
+kept), so the result is ``sum(values * sample_weight over kept items) / count(kept)``. tf_keras
+(``apply_valid_mask``, how the committed captioners are trained) does the same: its compile step
+multiplies the mask into the sample weight and its Loss then redistributes it the same way. A sample
+weight of lower rank than the values is broadcast over their trailing axes (tf_keras's reading;
+Keras 3 would align a ``(B,)`` weight with the values' last axis).
 """
 
 import numpy as np
@@ -42,7 +44,7 @@ class LossError(ScratchError, ValueError):
 class Loss:
     """Base class: ``call`` gives per-sample values, ``call_backward`` their gradient."""
 
-    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None, mask_normalization=True):
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
         if reduction is None:
             reduction = "none"
         if reduction not in REDUCTIONS:
@@ -51,7 +53,6 @@ class Loss:
         self.reduction = reduction
         self.name = name or _snake(type(self).__name__)
         self.dtype = None if dtype is None else np.dtype(dtype)
-        self.mask_normalization = bool(mask_normalization)
 
     # ---- the public calls ---------------------------------------------------------------------
     def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
@@ -86,7 +87,7 @@ class Loss:
         if mask is not None:
             mask = np.asarray(mask, bool)
             float_mask = mask.astype(dtype)
-            if self.mask_normalization and self.reduction in ("sum_over_batch_size", "mean"):
+            if self.reduction in ("sum_over_batch_size", "mean"):
                 valid = float(np.sum(float_mask))
                 float_mask = np.where(mask, (mask.size / valid) if valid else 0.0, 0.0).astype(dtype)
             float_mask = _match_rank(float_mask, values.ndim)
@@ -122,8 +123,8 @@ class CategoricalCrossentropy(Loss):
     """
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="categorical_crossentropy", dtype=None, **kwargs):
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **kwargs)
+                 name="categorical_crossentropy", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise LossError(f"`axis` must be of type `int`. Received: axis={axis} of type {type(axis)}")
         if not 0 <= label_smoothing <= 1:
@@ -174,8 +175,8 @@ class SparseCategoricalCrossentropy(Loss):
     """
 
     def __init__(self, from_logits=False, ignore_class=None, axis=-1, reduction="sum_over_batch_size",
-                 name="sparse_categorical_crossentropy", dtype=None, **kwargs):
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **kwargs)
+                 name="sparse_categorical_crossentropy", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         if axis != -1:
             raise LossError(f"Only axis=-1 is currently supported. Received: axis={axis}")
         self.from_logits, self.ignore_class, self.axis = bool(from_logits), ignore_class, -1
@@ -235,8 +236,8 @@ class BinaryCrossentropy(Loss):
     """``mean(-(y log p + (1-y) log(1-p)), axis)``; ``label_smoothing`` s: ``y <- y (1-s) + s/2``."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="binary_crossentropy", dtype=None, **kwargs):
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **kwargs)
+                 name="binary_crossentropy", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         if not 0 <= label_smoothing <= 1:
             raise LossError(f"label_smoothing must be in [0, 1]. Received: label_smoothing={label_smoothing}")
         self.from_logits, self.label_smoothing, self.axis = bool(from_logits), float(label_smoothing), int(axis)
@@ -294,8 +295,8 @@ class _Pointwise(Loss):
 class MeanSquaredError(_Pointwise):
     """``mean((y_pred - y_true)^2, axis=-1)``."""
 
-    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None, **kwargs):
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **kwargs)
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
 
     _f = staticmethod(np.square)
 
@@ -307,8 +308,8 @@ class MeanSquaredError(_Pointwise):
 class MeanAbsoluteError(_Pointwise):
     """``mean(|y_pred - y_true|, axis=-1)``; the gradient at 0 is 0 (TF's ``sign``)."""
 
-    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None, **kwargs):
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **kwargs)
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
 
     _f = staticmethod(np.abs)
     _df = staticmethod(np.sign)
@@ -317,8 +318,8 @@ class MeanAbsoluteError(_Pointwise):
 class Huber(_Pointwise):
     """``mean(0.5 e^2 if |e| <= delta else delta |e| - 0.5 delta^2, axis=-1)``."""
 
-    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None, **kwargs):
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **kwargs)
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.delta = float(delta)
 
     def _f(self, e):

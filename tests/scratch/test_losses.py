@@ -116,9 +116,11 @@ def test_loss_matches_keras(case):
     check_loss(*case)
 
 
-def test_tf_keras_mask_rule_is_a_plain_product():
-    """tf_keras (the committed captioners): sum(values * mask * sw) / (batch * steps)."""
+def test_tf_keras_masked_loss_is_the_same_rule():
+    """tf_keras (the committed captioners): the compile step multiplies the mask into the sample
+    weight, then the Loss redistributes it by size / count, as Keras 3."""
     import tf_keras
+    from tf_keras.src.utils import losses_utils
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(3, 5, 7)).astype("float32")
@@ -128,10 +130,10 @@ def test_tf_keras_mask_rule_is_a_plain_product():
     yp = tf.constant(z)
     with tf.GradientTape() as tape:
         tape.watch(yp)
-        # tf_keras's compile_utils.apply_mask multiplies the output mask into the sample weight
-        value = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, yp, sample_weight=sw * mask)
-    got_v, got_g = L.SparseCategoricalCrossentropy(from_logits=True, mask_normalization=False).value_and_grad(
-        y, z, sw, mask)
+        yp._keras_mask = tf.constant(mask)
+        weight = losses_utils.apply_mask(yp, tf.constant(sw), yp._keras_mask)
+        value = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, yp, sample_weight=weight)
+    got_v, got_g = L.SparseCategoricalCrossentropy(from_logits=True).value_and_grad(y, z, sw, mask)
     assert_close(got_v, np.asarray(value), kind="forward", label="tf_keras masked value", reduction=z.size)
     assert_close(got_g, np.asarray(tape.gradient(value, yp)), kind="backward", label="tf_keras masked grad",
                  reduction=7)
