@@ -198,3 +198,14 @@ def numerical_gradient(f, x, dout, h=GRADIENT_STEP):
         x[i] = old
         grad[i] = (plus - minus) / (2 * h)
     return grad
+
+
+def training_budget(dtype, *, step, scale, lr, reduction):
+    """Largest weight (or loss) difference allowed after ``step`` training steps (module docstring).
+
+    One step's allowance is the forward rule at the weight's ``scale`` plus one update's rounding,
+    ``lr * atol * sqrt(reduction)``; step k allows k of them.
+    """
+    atol, _ = FORWARD[np.dtype(dtype)]
+    per_step = atol * (max(1.0, float(scale)) + float(lr) * math.sqrt(max(1, int(reduction))))
+    return int(step) * per_step
