@@ -65,6 +65,9 @@ def build_parser():
     check.add_argument("--junit", metavar="FILE", help="write a JUnit XML file (one test case per layer)")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first diverging layer")
     check.set_defaults(func=_check)
+    from .cli_train import add_subcommands   # parity grad / parity train (imported late: it reuses this module)
+
+    add_subcommands(sub)
     return parser
 
 
