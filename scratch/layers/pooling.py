@@ -148,7 +148,8 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     """``y[n, c] = max_{h, w} x[n, h, w, c]``.
 
     Input (N, H, W, C) -> output (N, C), or (N, 1, 1, C) with keepdims. No weights.
-    Gradient: goes to the first maximal cell in row-major (h, w) order.
+    Gradient: shared equally by the maximal cells, as TF's ``reduce_max`` gradient does
+    (``dout * (x == max) / count(x == max)``); windowed MaxPooling2D instead gives it to one cell.
     """
 
     def forward(self, x, training=False):
@@ -156,12 +157,11 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
         n, h, w, c = x.shape
         flat = x.reshape(n, h * w, c)
         self._shape = x.shape
-        self._argmax = np.argmax(flat, axis=1)[:, None, :]                   # (N, 1, C)
-        y = np.take_along_axis(flat, self._argmax, axis=1)                    # (N, 1, C)
+        y = np.max(flat, axis=1, keepdims=True)                               # (N, 1, C)
+        self._ties = flat == y                                                # (N, HW, C)
         return y.reshape(n, 1, 1, c) if self.keepdims else y.reshape(n, c)
 
     def backward(self, dout):
         n, h, w, c = self._shape
-        dx = np.zeros((n, h * w, c), dtype=self.dtype)
-        np.put_along_axis(dx, self._argmax, self.cast(dout).reshape(n, 1, c), axis=1)
-        return dx.reshape(self._shape)
+        share = self.cast(dout).reshape(n, 1, c) / np.sum(self._ties, axis=1, keepdims=True)
+        return (self._ties * share).astype(self.dtype).reshape(self._shape)
