@@ -14,6 +14,7 @@ one). ``--inputs XY.npz`` holds the model inputs as ``parity check --inputs`` ta
 
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -97,12 +98,18 @@ def _data(args, smodel, loss, kmodel, n, seed):
     from .cli import BadInput, random_inputs, read_inputs
 
     if args.inputs:
-        xs = read_inputs(args.inputs, smodel, None)
-        with np.load(args.inputs) as data:
-            if "y" not in data.files:
-                raise BadInput(f"--inputs {args.inputs}: no array 'y' (the targets)")
-            y = data["y"]
-            sw = data["sample_weight"] if "sample_weight" in data.files else None
+        try:
+            with np.load(args.inputs, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as exc:  # noqa: BLE001 - any read failure means "unreadable"
+            raise BadInput(f"--inputs {args.inputs}: cannot read as .npz: {type(exc).__name__}: {exc}") from None
+        if "y" not in arrays:
+            raise BadInput(f"--inputs {args.inputs}: no array 'y' (the targets)")
+        y, sw = arrays.pop("y"), arrays.pop("sample_weight", None)
+        # the rest are the model inputs, read exactly as `parity check --inputs` reads them
+        with tempfile.TemporaryDirectory() as tmp:
+            np.savez(os.path.join(tmp, "x.npz"), **arrays)
+            xs = read_inputs(os.path.join(tmp, "x.npz"), smodel, None)
         if len(y) != len(xs[0]):
             raise BadInput(f"--inputs {args.inputs}: 'y' has {len(y)} samples, the inputs {len(xs[0])}")
         return xs, y, sw

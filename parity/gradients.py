@@ -68,17 +68,24 @@ def keras_loss_and_grads(kmodel, xs, y, sample_weight, loss, training=True):
     kloss = keras_loss(kmodel, loss)
     feed = xs if len(xs) > 1 else xs[0]
 
+    floats = [i for i, x in enumerate(xs) if np.asarray(x).dtype.kind == "f"]
+
     @tf.function
     def step(feed, y, sw):
+        inputs = list(feed) if len(xs) > 1 else [feed]
         with tf.GradientTape() as tape:
+            for i in floats:
+                tape.watch(inputs[i])
             out = kmodel(feed, training=training)
             value = kloss(y, out, sample_weight=sw)
-        grads = tape.gradient(value, kmodel.trainable_weights)
+        grads = tape.gradient(value, list(kmodel.trainable_weights) + [inputs[i] for i in floats])
         # an Embedding's gradient is IndexedSlices: densify it
         return value, [None if g is None else tf.convert_to_tensor(g) for g in grads]
 
     value, grads = step(feed, y, sample_weight)
-    return float(value), [None if g is None else np.asarray(g) for g in grads]
+    grads = [None if g is None else np.asarray(g) for g in grads]
+    n = len(grads) - len(floats)
+    return float(value), grads[:n], dict(zip(floats, grads[n:]))
 
 
 def weight_keys(smodel):
@@ -116,16 +123,24 @@ def compare_gradients(kmodel, smodel, xs, y, loss, sample_weight=None, training=
     from scratch.trainer import Trainer
 
     zero_dropout(kmodel, smodel)
-    k_loss, k_grads = keras_loss_and_grads(kmodel, xs, y, sample_weight, loss, training)
+    keys_extra = []
+    k_loss, k_grads, k_dx = keras_loss_and_grads(kmodel, xs, y, sample_weight, loss, training)
     trainer = Trainer(smodel).compile(loss, "sgd")
     s_loss, s_grads = trainer.loss_and_grads(xs, y, sample_weight, training=training, keep_state=True)
+    # d loss / d each float input is compared after the weights: a tie routed to the wrong cell can
+    # leave every weight gradient intact (tied cells often hold identical patches) but not dx
+    for i, g in k_dx.items():
+        key = f"input:{smodel.input_names[i]}"
+        keys_extra.append(key)
+        k_grads.append(g)
+        s_grads[key] = trainer.input_grads[i]
     t_grads = None
     if truth is not None:
         zero_dropout(kmodel, truth)
         t_grads = Trainer(truth).compile(loss, "sgd").loss_and_grads(
             [np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else x for x in xs], y, sample_weight,
             training=training, keep_state=True)[1]
-    keys = weight_keys(smodel)
+    keys = weight_keys(smodel) + keys_extra
     if len(keys) != len(k_grads):
         raise ValueError(f"Keras has {len(k_grads)} trainable weights, scratch {len(keys)}: {keys}")
     reduction = gradient_reduction(kr.layer_infos(kmodel), len(xs[0]))

@@ -128,12 +128,13 @@ class Trainer:
             value, dz = twin.value_and_grad(y, z, sample_weight, mask)
             linear, layer.activation = layer.activation, activations.get("linear")
             try:
-                model.backward(dz.astype(out.dtype))
+                dx = model.backward(dz.astype(out.dtype))
             finally:
                 layer.activation = linear
         else:
             value, dy = self.loss.value_and_grad(y, out, sample_weight, mask)
-            model.backward(dy.astype(out.dtype))
+            dx = model.backward(dy.astype(out.dtype))
+        self.input_grads = dx if len(xs) > 1 else [dx]   # d loss / d each input (None for integer inputs)
         if saved is not None:
             _restore(model, saved)
         grads = model.grads
