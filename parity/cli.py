@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from .extras import MissingExtra, require_keras
+
 USAGE_ERROR = 2
 
 
@@ -162,6 +164,7 @@ def _check(args):
     smodel = _load_scratch(args.model, args.config)
     xs = read_inputs(args.inputs, smodel, args.samples) if args.inputs else None
 
+    require_keras()
     from . import keras_runner as kr   # TensorFlow starts here, after every cheap check
 
     try:
@@ -208,6 +211,7 @@ def _check(args):
 
 # ---- parity run ---------------------------------------------------------------------------------
 def _run(args):
+    require_keras()
     from .suite import run_suite
 
     return run_suite(args)
@@ -220,7 +224,7 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except BadInput as exc:
+    except (BadInput, MissingExtra) as exc:
         print(f"parity: error: {_one_line(exc)}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
