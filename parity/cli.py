@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from . import __version__
 from .extras import MissingExtra, require_keras
 
 USAGE_ERROR = 2
@@ -34,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser():
     parser = _Parser(prog="parity", description="Keras vs scratch NumPy parity checks.")
+    parser.add_argument("--version", action="version", version=f"parity {__version__} (scratch engine {__version__})")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/")
     run.add_argument("--weights", default="weights", help="folder holding MANIFEST.json (default: weights)")
@@ -67,7 +69,39 @@ def build_parser():
     check.add_argument("--junit", metavar="FILE", help="write a JUnit XML file (one test case per layer)")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first diverging layer")
     check.set_defaults(func=_check)
+
+    layers = sub.add_parser("layers", help="every layer class the engine runs, its settings, and what it refuses")
+    layers.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    layers.add_argument("--update-readme", metavar="README",
+                        help="rewrite the generated layer table in this README (with --format markdown)")
+    layers.set_defaults(func=_layers)
     return parser
+
+
+def _layers(args):
+    """``parity layers``: needs the engine only, never TensorFlow."""
+    import json
+    from pathlib import Path
+
+    from scratch.layers.catalog import catalog
+
+    from .layer_table import format_markdown, format_text, replace_readme_section
+
+    entries = catalog()
+    if args.update_readme:
+        path = Path(args.update_readme)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot read it: {exc.strerror}")
+        path.write_text(replace_readme_section(text, entries), encoding="utf-8")
+        print(f"{path}: layer table updated ({len(entries)} classes)")
+        return 0
+    if args.format == "json":
+        print(json.dumps(entries, indent=1, default=str))
+    else:
+        print(format_markdown(entries) if args.format == "markdown" else format_text(entries))
+    return 0
 
 
 # ---- parity check -------------------------------------------------------------------------------
@@ -230,3 +264,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `parity layers | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

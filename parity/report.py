@@ -23,6 +23,7 @@ def write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)   # mkstemp makes 0600; reports are read by artifact servers running as other users
     os.replace(tmp, path)
 
 
