@@ -5,4 +5,6 @@ It needs the ``keras`` extra (``pip install '.[keras]'``); the engine (``scratch
 
 from scratch import __version__  # one version for the one distribution both packages ship in
 
-__all__ = ["__version__"]
+from .gradcheck import gradcheck
+
+__all__ = ["__version__", "gradcheck"]
