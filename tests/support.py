@@ -45,3 +45,12 @@ def expected_grid_params(cfg, cin=1, n_classes=10):
         total += k * k * cin * f + f
         cin = f
     return total + cin * 64 + 64 + 64 * n_classes + n_classes
+
+
+def engine_refusals(config):
+    """Class names in a Keras config that the engine's own check refuses (its one class table decides)."""
+    from scratch.saving.registry import check_model_config
+
+    if "class_name" not in config:
+        config = {"class_name": "Functional", "config": config}   # model.get_config() has no wrapper
+    return sorted({cls for _, cls, _ in check_model_config(config)})
