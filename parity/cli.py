@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .extras import MissingExtra, require_keras
+from .quiet import VERBOSE_ENV
 
 USAGE_ERROR = 2
 
@@ -36,6 +37,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     parser = _Parser(prog="parity", description="Keras vs scratch NumPy parity checks.")
     parser.add_argument("--version", action="version", version=f"parity {__version__} (scratch engine {__version__})")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let TensorFlow's own start-up lines (absl, oneDNN, CUDA) through to stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/")
     run.add_argument("--weights", default="weights", help="folder holding MANIFEST.json (default: weights)")
@@ -257,6 +260,8 @@ def main(argv=None):
         argv = [os.fspath(a) for a in argv]
     try:
         args = parser.parse_args(argv)
+        if args.verbose:
+            os.environ[VERBOSE_ENV] = "1"
         return args.func(args)
     except (BadInput, MissingExtra) as exc:
         print(f"parity: error: {_one_line(exc)}", file=sys.stderr)
