@@ -230,6 +230,8 @@ def _check(args):
     print(f"parity check {args.model}: {len(xs[0])} sample(s), inputs "
           f"{'from ' + args.inputs if args.inputs else f'random (seed {args.seed})'}")
     print(cmp.format_table(result))
+    print(cmp.LEGEND)
+    print(cmp.overrides_line(result["tolerance_overrides"]))
     status = "PASS" if result["passed"] else "FAIL"
     print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers within tolerance "
           f"({elapsed:.1f} s)")
