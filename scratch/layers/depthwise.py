@@ -58,6 +58,15 @@ class _Depthwise(SpatialLayer):
                         activation, use_bias):
         self.depth_multiplier = positive_int("depth_multiplier", depth_multiplier)
         self._init_spatial(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias)
+        # TF's DepthwiseConv2dNative takes equal row and column strides only (oneDNN's float32 kernel
+        # lets some through, float64 never). Keras reaches it unless it decomposes strides > 1 with
+        # dilation > 1 into a stride-1 conv and a subsampling.
+        decomposed = max(self.strides) > 1 and max(self.dilation_rate) > 1
+        if self.rank == 2 and self.strides[0] != self.strides[1] and not decomposed:
+            raise LayerError(
+                f"{type(self).__name__}: TensorFlow's depthwise convolution supports only equal strides in the "
+                f"row and column dimensions (unless dilation_rate > 1). Received: strides={self.strides}"
+            )
 
     def _geometry(self, shape_2d):
         hw = shape_2d[1:3]
