@@ -15,8 +15,8 @@ def _keras_per_item(keras_layer, x):
     return np.concatenate([np.asarray(keras_layer(x[i:i + 1])) for i in range(len(x))])
 
 
-def check_against_keras(keras_cls, scratch_cls, cfg, shape, seed):
-    """Forward in float32 and float64 against Keras; returns {dtype: compare stats}.
+def check_against_keras(keras_cls, scratch_cls, cfg, shape, seed, dtypes=("float32", "float64")):
+    """Forward in ``dtypes`` (float32 and float64) against Keras; returns {dtype: compare stats}.
 
     The tolerance's reduction is the harness's own (parity.compare.own_reduction). As in
     test_conv.py, TF's oneDNN float32 conv can misbehave on tiny batched inputs; only when Keras
@@ -34,6 +34,8 @@ def check_against_keras(keras_cls, scratch_cls, cfg, shape, seed):
     reduction = own_reduction(keras_cls.__name__, k32.get_config(), unbatched)
     stats = {}
     for dtype, keras_layer in (("float32", k32), ("float64", k64)):
+        if dtype not in dtypes:
+            continue
         xd = x.astype(dtype)
         layer = scratch_cls(**keras_layer.get_config())
         layer.build(unbatched, rng=np.random.default_rng(0))
