@@ -2,8 +2,9 @@
 
 A depthwise convolution filters each input channel on its own, so it has no matrix product to
 lean on: it runs as a sum over the kh*kw kernel offsets, each adding one strided slice of the
-padded input (a whole-array multiply-add) times that offset's (C, dm) weights. ``backward`` walks
-the same offsets. Memory stays at a few arrays the size of the output.
+padded input (a whole-array multiply-add) times that offset's per-channel weights. ``backward``
+walks the same offsets. Work goes in cache-sized blocks of output rows; memory stays at a few
+arrays the size of the output (the input repeated dm times when depth_multiplier > 1).
 
 Padding, output size and the strides-with-dilation case follow TensorFlow (see windows.py):
 'same' gives ``ceil(n / s)`` with the odd extra cell bottom/right, 'valid'
@@ -18,35 +19,97 @@ from .base import LayerError
 from .conv_base import SpatialLayer, positive_int
 
 
-def depthwise_forward(xp, kernel, strides, dilation, out_hw):
-    """Padded input (N, Hp, Wp, C), kernel (kh, kw, C, dm) -> (N, oh, ow, C*dm), channel c*dm + m."""
-    n, c = xp.shape[0], xp.shape[-1]
-    kh, kw, _, dm = kernel.shape
+# Work in blocks of about this many bytes of output, so that the kh*kw passes over a block run in cache.
+BLOCK_BYTES = 2**18
+
+
+def _column_phases(xp, sw):
+    """xp (N, Hp, Wp, Q) split by column phase p = col % sw, each (N, Hp, Wp_p * Q) contiguous, so that
+    a strided run of output columns reads one contiguous run of memory."""
+    n, hp, _, q = xp.shape
+    phases = [xp] if sw == 1 else [np.ascontiguousarray(xp[:, :, p::sw]) for p in range(sw)]
+    return [ph.reshape(n, hp, -1) for ph in phases]
+
+
+def _taps(kernel_hwq, strides, dilation, out_hw):
+    """Per kernel offset (a, b): (a, b, row offset, column phase, flat column start)."""
+    kh, kw, q = kernel_hwq.shape
+    (sh, sw), (dh, dw) = strides, dilation
+    for a in range(kh):
+        for b in range(kw):
+            col = b * dw
+            yield a, b, a * dh, col % sw, (col // sw) * q
+
+
+def _rows(rs, row_offset, sh):
+    return slice(rs.start * sh + row_offset, (rs.stop - 1) * sh + row_offset + 1, sh)
+
+
+def channelwise_forward(xp, kernel, strides, dilation, out_hw):
+    """Padded input (N, Hp, Wp, Q), kernel (kh, kw, Q) -> (N, oh, ow, Q): each channel its own filter.
+
+    Each offset (a, b) is one whole-array multiply-add of a strided slice of the input, computed on
+    rows flattened to (ow * Q) so that NumPy's inner loop runs over long contiguous runs.
+    """
+    n, _, _, q = xp.shape
     oh, ow = out_hw
-    out = np.zeros((n, oh, ow, c, dm), dtype=xp.dtype)
+    phases = _column_phases(xp, strides[1])
+    weights = np.tile(kernel, (1, 1, ow))                                    # (kh, kw, ow*Q)
+    out = np.empty((n, oh, ow * q), dtype=xp.dtype)
     term = np.empty_like(out)
-    for (a, b), (rows, cols) in windows.offset_slices((kh, kw), strides, dilation, out_hw):
-        np.multiply(xp[:, rows, cols, :, None], kernel[a, b], out=term)
-        out += term
-    return out.reshape(n, oh, ow, c * dm)
+    for bs, rs in windows.blocks(n, oh, ow * q * xp.dtype.itemsize, limit=BLOCK_BYTES):
+        o, t = out[bs, rs], term[bs, rs]
+        for i, (a, b, dr, phase, start) in enumerate(_taps(kernel, strides, dilation, out_hw)):
+            src = phases[phase][bs, _rows(rs, dr, strides[0]), start:start + ow * q]
+            if i == 0:
+                np.multiply(src, weights[a, b], out=o)
+            else:
+                o += np.multiply(src, weights[a, b], out=t)
+    return out.reshape(n, oh, ow, q)
+
+
+def channelwise_backward(xp, kernel, dz, strides, dilation):
+    """Adjoint of ``channelwise_forward``: (d padded input, d kernel) from dz (N, oh, ow, Q)."""
+    n, oh, ow, q = dz.shape
+    kh, kw, _ = kernel.shape
+    sw = strides[1]
+    phases = _column_phases(xp, sw)
+    dphases = [np.zeros_like(ph) for ph in phases]
+    weights = np.tile(kernel, (1, 1, ow))
+    dweights = np.zeros((kh, kw, ow * q), dtype=np.float64 if xp.dtype == np.float64 else xp.dtype)
+    dz = dz.reshape(n, oh, ow * q)
+    term = np.empty_like(dz)
+    for bs, rs in windows.blocks(n, oh, ow * q * xp.dtype.itemsize, limit=BLOCK_BYTES):
+        g, t = dz[bs, rs], term[bs, rs]
+        for a, b, dr, phase, start in _taps(kernel, strides, dilation, (oh, ow)):
+            cols = slice(start, start + ow * q)
+            rows = _rows(rs, dr, strides[0])
+            dweights[a, b] += np.multiply(phases[phase][bs, rows, cols], g, out=t).sum(axis=(0, 1))
+            dphases[phase][bs, rows, cols] += np.multiply(g, weights[a, b], out=t)
+    dxp = np.empty_like(xp)
+    for p, dph in enumerate(dphases):
+        dxp[:, :, p::sw] = dph.reshape(n, xp.shape[1], -1, q)
+    return dxp, dweights.reshape(kh, kw, ow, q).sum(axis=2).astype(kernel.dtype, copy=False)
+
+
+def depthwise_forward(xp, kernel, strides, dilation, out_hw):
+    """Padded input (N, Hp, Wp, C), kernel (kh, kw, C, dm) -> (N, oh, ow, C*dm), channel c*dm + m.
+
+    With dm > 1 each input channel is repeated dm times, so that channel c*dm + m of the repeat
+    meets kernel[..., c, m]: the kernel's own (kh, kw, C*dm) reshape.
+    """
+    kh, kw, c, dm = kernel.shape
+    xq = xp if dm == 1 else np.repeat(xp, dm, axis=-1)
+    return channelwise_forward(xq, kernel.reshape(kh, kw, c * dm), strides, dilation, out_hw)
 
 
 def depthwise_backward(xp, kernel, dz, strides, dilation):
     """Adjoint of ``depthwise_forward``: (d padded input, d kernel) from dz (N, oh, ow, C*dm)."""
-    n, oh, ow, _ = dz.shape
     kh, kw, c, dm = kernel.shape
-    dz = dz.reshape(n, oh, ow, c, dm)
-    dxp = np.zeros_like(xp)
-    dkernel = np.empty_like(kernel)
-    for (a, b), (rows, cols) in windows.offset_slices((kh, kw), strides, dilation, (oh, ow)):
-        slab = xp[:, rows, cols, :]                                        # (N, oh, ow, C)
-        if dm == 1:
-            dkernel[a, b, :, 0] = np.einsum("nijc,nijc->c", slab, dz[..., 0])
-            dxp[:, rows, cols, :] += dz[..., 0] * kernel[a, b, :, 0]
-        else:
-            dkernel[a, b] = np.einsum("nijc,nijcm->cm", slab, dz)
-            dxp[:, rows, cols, :] += np.einsum("nijcm,cm->nijc", dz, kernel[a, b])
-    return dxp, dkernel
+    xq = xp if dm == 1 else np.repeat(xp, dm, axis=-1)
+    dxq, dkernel = channelwise_backward(xq, kernel.reshape(kh, kw, c * dm), dz, strides, dilation)
+    dxp = dxq if dm == 1 else dxq.reshape(xp.shape + (dm,)).sum(axis=-1)
+    return dxp, dkernel.reshape(kernel.shape)
 
 
 class _Depthwise(SpatialLayer):
