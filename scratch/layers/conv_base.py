@@ -28,6 +28,12 @@ def check_stride_dilation(strides, dilation_rate):
         )
 
 
+def check_no_groups(layer_name, groups):
+    """tf_keras writes ``groups: 1`` into transposed, depthwise and separable configs; nothing else runs."""
+    if groups != 1:
+        raise LayerError(f"{layer_name} supports groups=1 only. Received: groups={groups!r}")
+
+
 def init_weight(rng, shape, fan_in, dtype):
     """Zeros, or N(0, 1/fan_in) from ``rng`` (tests give random weights; files overwrite them)."""
     if rng is None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import windows
 from .base import LayerError
-from .conv_base import SpatialLayer, check_stride_dilation, positive_int
+from .conv_base import SpatialLayer, check_no_groups, check_stride_dilation, positive_int
 
 
 def transpose_axis(n, k, s, d, padding, output_padding, layer_name="Conv2DTranspose"):
@@ -79,8 +79,9 @@ class Conv2DTranspose(SpatialLayer):
     weight_names = ("kernel", "bias")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None, data_format=None,
-                 dilation_rate=1, activation=None, use_bias=True, **kwargs):
+                 dilation_rate=1, activation=None, use_bias=True, groups=1, **kwargs):
         super().__init__(**kwargs)
+        check_no_groups(type(self).__name__, groups)
         self.filters = positive_int("filters", filters)
         self._init_spatial(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias)
         self.output_padding = _output_padding(output_padding, self.rank, self.strides)

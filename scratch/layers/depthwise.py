@@ -16,7 +16,7 @@ import numpy as np
 
 from . import windows
 from .base import LayerError
-from .conv_base import SpatialLayer, positive_int
+from .conv_base import SpatialLayer, check_no_groups, positive_int
 
 
 # Work in blocks of about this many bytes of output, so that the kh*kw passes over a block run in cache.
@@ -118,7 +118,8 @@ class _Depthwise(SpatialLayer):
     depthwise_name = "kernel"
 
     def _init_depthwise(self, depth_multiplier, kernel_size, strides, padding, data_format, dilation_rate,
-                        activation, use_bias):
+                        activation, use_bias, groups):
+        check_no_groups(type(self).__name__, groups)
         self.depth_multiplier = positive_int("depth_multiplier", depth_multiplier)
         self._init_spatial(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias)
         # TF's DepthwiseConv2dNative takes equal row and column strides only (oneDNN's float32 kernel
@@ -174,10 +175,10 @@ class DepthwiseConv2D(_Depthwise):
     weight_names = ("kernel", "bias")
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
-                 dilation_rate=1, activation=None, use_bias=True, **kwargs):
+                 dilation_rate=1, activation=None, use_bias=True, groups=1, **kwargs):
         super().__init__(**kwargs)
         self._init_depthwise(depth_multiplier, kernel_size, strides, padding, data_format, dilation_rate,
-                             activation, use_bias)
+                             activation, use_bias, groups)
 
     def active_weight_names(self):
         return ("kernel", "bias") if self.use_bias else ("kernel",)
@@ -239,11 +240,11 @@ class SeparableConv2D(_Depthwise):
     depthwise_name = "depthwise_kernel"
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
-                 depth_multiplier=1, activation=None, use_bias=True, **kwargs):
+                 depth_multiplier=1, activation=None, use_bias=True, groups=1, **kwargs):
         super().__init__(**kwargs)
         self.filters = positive_int("filters", filters)
         self._init_depthwise(depth_multiplier, kernel_size, strides, padding, data_format, dilation_rate,
-                             activation, use_bias)
+                             activation, use_bias, groups)
 
     def active_weight_names(self):
         return self.weight_names if self.use_bias else self.weight_names[:2]

@@ -155,3 +155,25 @@ def test_model_of_the_new_convolutions_loads_and_predicts(tmp_path):
     model = randomize(keras.Model(inp, out), seed=3)
     x = np.random.default_rng(4).normal(size=(5, 12, 3)).astype("float32")
     check_model(model, x, save_all(model, tmp_path, "convs", formats=("keras", "h5")), label="new convs")
+
+
+def test_tf_keras_file_of_the_new_convolutions_loads_and_predicts(tmp_path):
+    # tf_keras writes groups=1 into transposed/depthwise/separable configs and names the depthwise
+    # weight depthwise_kernel; the weights still come in Keras's order.
+    import tf_keras
+
+    tl = tf_keras.layers
+    model = tf_keras.Sequential([
+        tf_keras.Input((10, 2)),
+        tl.Conv1D(4, 3, padding="causal", dilation_rate=2, name="causal"),
+        tl.DepthwiseConv1D(3, depth_multiplier=2, padding="same", name="dw1d"),
+        tl.SeparableConv1D(3, 2, strides=2, name="sep1d"),
+        tl.Conv1DTranspose(2, 3, strides=2, padding="same", name="convt1d"),
+        tl.Reshape((2, 5, 2)),
+        tl.Conv2DTranspose(2, 2, strides=2, name="convt2d"),
+        tl.Flatten(),
+        tl.Dense(2, name="head"),
+    ])
+    randomize(model, seed=5)
+    x = np.random.default_rng(6).normal(size=(4, 10, 2)).astype("float32")
+    check_model(model, x, save_all(model, tmp_path, "tfk", formats=("h5",)), label="tf_keras convs")

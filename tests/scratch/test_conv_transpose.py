@@ -190,7 +190,8 @@ def test_weights_and_dtypes():
      r"padding must be 'valid' or 'same'. Received: padding='causal'"),
     (Conv2DTranspose, dict(filters=2, kernel_size=3, data_format="channels_first"),
      r"Conv2DTranspose supports data_format='channels_last' only. Received: data_format='channels_first'"),
-    (Conv2DTranspose, dict(filters=2, kernel_size=3, groups=2), r"Conv2DTranspose got unsupported arguments"),
+    (Conv2DTranspose, dict(filters=2, kernel_size=3, groups=2), r"Conv2DTranspose supports groups=1 only. "
+                                                               r"Received: groups=2"),
 ])
 def test_rejects_bad_arguments(cls, kwargs, message):
     with pytest.raises(LayerError, match=message):

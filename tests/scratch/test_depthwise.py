@@ -7,6 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from parity.compare import own_reduction
+from scratch.layers import depthwise
 from scratch.layers.base import LayerError
 from scratch.layers.depthwise import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from tests.scratch.conv_pairs import check_against_keras, check_gradients
@@ -159,12 +160,34 @@ def test_weights_and_dtypes():
     (SeparableConv2D, dict(filters=0, kernel_size=3), r"filters must be a positive int. Received: filters=0"),
     (SeparableConv1D, dict(filters=2, kernel_size=3, activation="swishy"),
      r"activation must be one of .* Received: activation='swishy'"),
-    (SeparableConv2D, dict(filters=2, kernel_size=3, groups=2), r"SeparableConv2D got unsupported arguments: "
-                                                                 r"\['groups'\]"),
+    (SeparableConv2D, dict(filters=2, kernel_size=3, groups=2),
+     r"SeparableConv2D supports groups=1 only. Received: groups=2"),
+    (DepthwiseConv1D, dict(kernel_size=3, groups=3), r"DepthwiseConv1D supports groups=1 only. Received: groups=3"),
+    (SeparableConv2D, dict(filters=2, kernel_size=3, bogus=1), r"SeparableConv2D got unsupported arguments: "
+                                                               r"\['bogus'\]"),
 ])
 def test_rejects_bad_arguments(cls, kwargs, message):
     with pytest.raises(LayerError, match=message):
         cls(**kwargs)
+
+
+def test_blocks_of_rows_match_one_block(monkeypatch):
+    # Cache-sized blocks split the batch and then the output rows; every split must agree.
+    rng = np.random.default_rng(5)
+    layer = SeparableConv2D(3, 3, strides=2, padding="same", depth_multiplier=2, dtype="float64")
+    shape = (3, 9, 8, 2)
+    layer.build(shape, rng=rng)
+    x, dout = rng.normal(size=shape), rng.normal(size=layer.compute_output_shape(shape))
+
+    def run():
+        y = layer.forward(x)
+        return [y, layer.backward(dout)] + [layer.grads[n].copy() for n in layer.active_weight_names()]
+
+    whole = run()
+    for limit in (1, 200):            # one output row per block; a few rows per block
+        monkeypatch.setattr(depthwise, "BLOCK_BYTES", limit)
+        for got, want in zip(run(), whole):
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
 
 
 def test_rejects_bad_inputs():
