@@ -76,7 +76,7 @@ def channelwise_backward(xp, kernel, dz, strides, dilation):
     phases = _column_phases(xp, sw)
     dphases = [np.zeros_like(ph) for ph in phases]
     weights = np.tile(kernel, (1, 1, ow))
-    dweights = np.zeros((kh, kw, ow * q), dtype=np.float64 if xp.dtype == np.float64 else xp.dtype)
+    dweights = np.zeros((kh, kw, ow * q), dtype=xp.dtype)
     dz = dz.reshape(n, oh, ow * q)
     term = np.empty_like(dz)
     for bs, rs in windows.blocks(n, oh, ow * q * xp.dtype.itemsize, limit=BLOCK_BYTES):
@@ -84,7 +84,7 @@ def channelwise_backward(xp, kernel, dz, strides, dilation):
         for a, b, dr, phase, start in _taps(kernel, strides, dilation, (oh, ow)):
             cols = slice(start, start + ow * q)
             rows = _rows(rs, dr, strides[0])
-            dweights[a, b] += np.multiply(phases[phase][bs, rows, cols], g, out=t).sum(axis=(0, 1))
+            dweights[a, b] += np.einsum("nrk,nrk->k", phases[phase][bs, rows, cols], g)
             dphases[phase][bs, rows, cols] += np.multiply(g, weights[a, b], out=t)
     dxp = np.empty_like(xp)
     for p, dph in enumerate(dphases):
