@@ -132,12 +132,15 @@ class _Depthwise(SpatialLayer):
                 f"row and column dimensions (unless dilation_rate > 1). Received: strides={self.strides}"
             )
 
+    def _output_hw(self, shape_2d):
+        """(oh, ow); an unknown (None) size stays None."""
+        return windows.output_hw(shape_2d[1:3], self.kernel_2d, self.strides_2d, self.dilation_2d, self.padding,
+                                 type(self).__name__)
+
     def _geometry(self, shape_2d):
         hw = shape_2d[1:3]
-        out_hw = windows.output_hw(hw, self.kernel_2d, self.strides_2d, self.dilation_2d, self.padding,
-                                   type(self).__name__)
-        return out_hw, windows.spatial_padding(hw, self.kernel_2d, self.strides_2d, self.dilation_2d,
-                                               self.padding)
+        return self._output_hw(shape_2d), windows.spatial_padding(hw, self.kernel_2d, self.strides_2d,
+                                                                  self.dilation_2d, self.padding)
 
     def _check_channels(self, x2):
         self.check_built()
@@ -184,7 +187,7 @@ class DepthwiseConv2D(_Depthwise):
         return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def output_shape_2d(self, shape_2d):
-        (oh, ow), _ = self._geometry(shape_2d)
+        oh, ow = self._output_hw(shape_2d)
         c = shape_2d[-1]
         return (shape_2d[0], oh, ow, None if c is None else c * self.depth_multiplier)
 
@@ -250,7 +253,7 @@ class SeparableConv2D(_Depthwise):
         return self.weight_names if self.use_bias else self.weight_names[:2]
 
     def output_shape_2d(self, shape_2d):
-        (oh, ow), _ = self._geometry(shape_2d)
+        oh, ow = self._output_hw(shape_2d)
         return (shape_2d[0], oh, ow, self.filters)
 
     def build(self, input_shape, rng=None):

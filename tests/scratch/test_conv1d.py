@@ -105,6 +105,7 @@ def test_weights_and_dtypes():
     layer.build((None, 6, 6), rng=np.random.default_rng(0))
     assert [w.shape for w in layer.get_weights()] == [(3, 3, 4), (4,)]
     assert layer.compute_output_shape((None, 6, 6)) == (None, 6, 4)
+    assert layer.compute_output_shape((None, None, 6)) == (None, None, 4)
     assert layer.forward(np.zeros((2, 6, 6))).dtype == np.float32
     assert layer.to_dtype("float64").forward(np.zeros((1, 6, 6))).dtype == np.float64
 

@@ -169,6 +169,7 @@ def test_weights_and_dtypes():
     layer.build((None, 3, 3, 5), rng=np.random.default_rng(0))
     assert [w.shape for w in layer.get_weights()] == [(2, 3, 4, 5), (4,)]     # (kh, kw, filters, cin)
     assert layer.compute_output_shape((None, 3, 3, 5)) == (None, 6, 7, 4)
+    assert layer.compute_output_shape((None, None, 3, 5)) == (None, None, 7, 4)
     assert layer.forward(np.zeros((2, 3, 3, 5))).dtype == np.float32
     assert layer.to_dtype("float64").forward(np.zeros((1, 3, 3, 5))).dtype == np.float64
     one = Conv1DTranspose(2, 3, use_bias=False)

@@ -134,6 +134,9 @@ def test_weights_and_dtypes():
     layer = SeparableConv1D(4, 3, depth_multiplier=2)
     layer.build((None, 9, 3), rng=np.random.default_rng(0))
     assert [w.shape for w in layer.get_weights()] == [(3, 3, 2), (1, 6, 4), (4,)]
+    assert SeparableConv1D(4, 3, padding="same").compute_output_shape((None, None, 3)) == (None, None, 4)
+    assert DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same").compute_output_shape(
+        (None, None, 7, 3)) == (None, None, 4, 6)
     assert layer.forward(np.zeros((2, 9, 3))).dtype == np.float32
     assert layer.to_dtype("float64").forward(np.zeros((1, 9, 3))).dtype == np.float64
     dw = DepthwiseConv2D(3, depth_multiplier=2, use_bias=False)
