@@ -121,6 +121,9 @@ def _data(args, smodel, loss, kmodel, n, seed):
 
 def _keras(args):
     from .cli import BadInput, _one_line
+    from .extras import require_keras
+
+    require_keras()   # names the missing [keras] extra (exit 2) before TensorFlow is needed
     from . import keras_runner as kr
 
     try:
