@@ -205,7 +205,8 @@ class Optimizer:
 
     def build(self, variables):
         for slot, init in self.slot_names():
-            self.slots[slot] = {n: np.full_like(w, init) for n, w in variables.items()}
+            # Keras's Constant initializer casts a Python float: through float32 (Adagrad's 0.1)
+            self.slots[slot] = {n: np.full_like(w, _cast(init, w.dtype)) for n, w in variables.items()}
 
     def slot_names(self):
         return []
