@@ -60,7 +60,8 @@ def test_max_pool_tie_sent_to_the_wrong_cell_fails_grad(model_file, tmp_path, ca
     monkeypatch.setattr(pooling.MaxPooling2D, "backward", last_of_ties)
     code = main(["grad", model_file, "--inputs", tmp_path / "xy.npz", "--no-truth"])
     out = capsys.readouterr().out
-    assert code == 1 and "first diverging weight: input:" in out, out
+    assert code == 1 and "first diverging weight:" in out, out
+    assert any(line.startswith("input:") and "FAIL" in line for line in out.splitlines()), out
 
 
 def test_broken_update_rule_fails_train(model_file, capsys, monkeypatch):
