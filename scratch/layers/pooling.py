@@ -158,6 +158,10 @@ class _MaxPooling(_Pooling):
 
 
 class _AveragePooling(_Pooling):
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
+        # Keras's average pools have no default pool_size (its max pools default to 2).
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
     def _reduce(self, x):
         # Summed from offset (0, 0) on in row-major order; skipped padding adds exact zeros, so
         # every output is the zero-padded sum bit for bit.
