@@ -185,7 +185,8 @@ class AlphaDropout(_Noise):
 
 class ActivityRegularization(Layer):
     """``y = x``; in training mode it also adds Keras's activity penalty to the loss:
-    ``loss = (l1 * sum|x| + l2 * sum x^2) / N`` (N = batch size; Keras divides by it).
+    ``loss = (l1 * sum|x| + l2 * sum x^2) / N`` (N = batch size; Keras divides by it; l1 and l2
+    pass through float32 as in Keras, see ``_coefficients``).
 
     Any shape. ``loss`` holds the penalty of the last training-mode forward (0 at inference).
     Gradient: identity at inference; in training mode the gradient of (loss behind ``dout`` +
@@ -207,18 +208,24 @@ class ActivityRegularization(Layer):
         x = self.cast(x)
         self._x, self.loss = None, 0.0
         if training and (self.l1 or self.l2):
-            t, n = self.dtype.type, max(1, x.shape[0]) if x.ndim else 1
+            l1, l2, n = self._coefficients(x)
             self._x = x
-            self.loss = (t(self.l1) * np.abs(x).sum() + t(self.l2) * np.square(x).sum()) / t(n)
+            self.loss = (l1 * np.abs(x).sum() + l2 * np.square(x).sum()) / n
         return x
+
+    def _coefficients(self, x):
+        """(l1, l2, batch size) in the compute dtype. Keras's ``ops.cast(self.l1, dtype)`` converts the
+        Python float to a float32 tensor first, so even a float64 penalty uses float32-rounded l1, l2."""
+        t = self.dtype.type
+        return t(np.float32(self.l1)), t(np.float32(self.l2)), t(max(1, x.shape[0]) if x.ndim else 1)
 
     def backward(self, dout):
         dout = self.cast(dout)
         if self._x is None:
             return dout
-        x, t = self._x, self.dtype.type
-        n = max(1, x.shape[0]) if x.ndim else 1
-        return (dout + (t(self.l1) * np.sign(x) + t(2 * self.l2) * x) / t(n)).astype(self.dtype)
+        x = self._x
+        l1, l2, n = self._coefficients(x)
+        return (dout + (l1 * np.sign(x) + 2 * l2 * x) / n).astype(self.dtype)
 
 
 def _penalty(name, value):
