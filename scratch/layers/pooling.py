@@ -9,6 +9,8 @@ sub-rectangle of outputs whose cell is real (``_offset_plan``). 'same' padding f
 - max pooling never picks a padded cell (it behaves as -inf);
 - average pooling divides each window by the number of real (unpadded) cells it covers.
 A 1-D pool runs as the 2-D pool of a height-1 image with window (1, k), as TF's 1-D pools do.
+Outputs are processed in cache-sized blocks of batch items or output rows (``BLOCK_BYTES``), so
+the kh*kw passes over a block find its input rows still in cache.
 
 The global pools are in ``global_pooling`` (re-exported here for callers that import them from
 this module).
@@ -74,19 +76,18 @@ class _Pooling(Layer):
                                     self.padding, type(self).__name__)
         return (input_shape[0], *spatial, input_shape[-1])
 
-    def _geometry(self, image):
-        """2-D (pool, strides, pads, out_hw) of the pool on ``image`` (N, H, W, C)."""
+    def _geometry(self, hw):
+        """2-D (pool, strides, pads, out_hw) of the pool on an (H, W) image."""
         pool, strides = self.pool_size, self.strides
         if self.rank == 1:
             pool, strides = (1,) + pool, (1,) + strides
-        hw = image.shape[1:3]
         pads = windows.spatial_padding(hw, pool, strides, (1, 1), self.padding)
         out_hw = tuple(windows.output_length(n, k, s, 1, self.padding) for n, k, s in zip(hw, pool, strides))
         return pool, strides, pads, out_hw
 
     def _blocks(self, image, out_hw):
         """(batch slice, output-row slice, offset plan) per cache-sized block of the output."""
-        pool, strides, pads, _ = self._geometry(image)
+        pool, strides, pads, _ = self._geometry(image.shape[1:3])
         row_bytes = out_hw[1] * image.shape[3] * self.dtype.itemsize
         for bs, rs in windows.blocks(image.shape[0], out_hw[0], row_bytes, BLOCK_BYTES):
             yield bs, rs, _offset_plan(image.shape[1:3], pool, strides, pads, out_hw, range(rs.start, rs.stop))
@@ -112,7 +113,7 @@ class _Pooling(Layer):
 
 class _MaxPooling(_Pooling):
     def _reduce(self, x):
-        _, _, pads, out_hw = self._geometry(x)
+        _, _, pads, out_hw = self._geometry(x.shape[1:3])
         y = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=self.dtype)
         # Offset (top, left) reads cell (i*sh, j*sw): real for every output, so it starts the
         # maximum, and every other offset only updates the outputs whose cell is real.
@@ -165,7 +166,7 @@ class _AveragePooling(_Pooling):
     def _reduce(self, x):
         # Summed from offset (0, 0) on in row-major order; skipped padding adds exact zeros, so
         # every output is the zero-padded sum bit for bit.
-        _, _, pads, out_hw = self._geometry(x)
+        _, _, pads, out_hw = self._geometry(x.shape[1:3])
         total = np.zeros((x.shape[0], *out_hw, x.shape[3]), dtype=self.dtype)
         for bs, _, plan in self._blocks(x, out_hw):
             xb, tb = x[bs], total[bs]
@@ -177,7 +178,7 @@ class _AveragePooling(_Pooling):
 
     def _counts(self, hw, pads, out_hw):
         """(oh, ow, 1) number of real cells per window: the product of per-axis overlaps."""
-        pool, strides, _, _ = self._geometry(np.empty((0, *hw, 0)))
+        pool, strides, _, _ = self._geometry(hw)
         per_axis = []
         for n, (before, _), k, s, o in zip(hw, pads, pool, strides, out_hw):
             start = np.arange(o) * s - before

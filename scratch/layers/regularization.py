@@ -39,7 +39,10 @@ class SpatialDropout1D(Dropout):
     _noise = (None, 1, None)
     _dims = "(N, steps, C)"
 
-    def __init__(self, rate, seed=None, **kwargs):
+    def __init__(self, rate, seed=None, noise_shape=None, **kwargs):
+        # tf_keras configs carry Dropout's noise_shape (None); the class fixes it.
+        if noise_shape is not None:
+            raise LayerError(f"{type(self).__name__} sets its own noise_shape. Received: noise_shape={noise_shape!r}")
         super().__init__(rate, noise_shape=None, seed=seed, **kwargs)
         self.noise_shape = self._noise
 
