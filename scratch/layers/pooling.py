@@ -165,12 +165,20 @@ class _AveragePooling(_Pooling):
 
     def _reduce(self, x):
         # Summed from offset (0, 0) on in row-major order; skipped padding adds exact zeros, so
-        # every output is the zero-padded sum bit for bit.
+        # every output is the zero-padded sum bit for bit. When offset (0, 0) is real for the whole
+        # block (no padding before), its slice starts the sum instead of a pass over zeros.
         _, _, pads, out_hw = self._geometry(x.shape[1:3])
-        total = np.zeros((x.shape[0], *out_hw, x.shape[3]), dtype=self.dtype)
-        for bs, _, plan in self._blocks(x, out_hw):
+        total = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=self.dtype)
+        for bs, rs, plan in self._blocks(x, out_hw):
             xb, tb = x[bs], total[bs]
-            for _, (out_r, out_c), (in_r, in_c) in plan:
+            offset, (out_r, out_c), (in_r, in_c) = plan[0]
+            whole = offset == (0, 0) and (out_r.start, out_r.stop) == (rs.start, rs.stop) and \
+                (out_c.start, out_c.stop) == (0, out_hw[1])
+            if whole:
+                tb[:, rs] = xb[:, in_r, in_c]
+            else:
+                tb[:, rs] = 0
+            for _, (out_r, out_c), (in_r, in_c) in plan[1:] if whole else plan:
                 target = tb[:, out_r, out_c]
                 np.add(target, xb[:, in_r, in_c], out=target)
         self._window_counts = self._counts(x.shape[1:3], pads, out_hw)
