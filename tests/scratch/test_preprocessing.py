@@ -9,6 +9,7 @@ import tensorflow as tf
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from parity.compare import own_reduction
 from parity.tolerance import assert_close
 from scratch.layers.base import LayerError
 from scratch.layers.preprocessing import Normalization, Rescaling
@@ -162,3 +163,33 @@ def test_normalization_gradients(invert):
 def test_errors(make, match):
     with pytest.raises(LayerError, match=match):
         make()
+
+
+# ---- through a saved file ---------------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_saved_model_with_the_new_layers_loads_and_matches(tmp_path, suffix):
+    """Normalization's adapted weights (count is int64 in the file), config constants, the per-sample
+    normalizations and the activation layers, read back from both file formats, in float32 and float64."""
+    import scratch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 5, 4)).astype("float32")
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((5, 5, 4)), L.Rescaling(0.5, offset=0.1), norm,
+                              L.Conv2D(8, 3, activation="mish"), L.GroupNormalization(groups=4),
+                              L.PReLU(shared_axes=[1, 2]), L.LayerNormalization(axis=[1, 3]), L.LeakyReLU(0.1),
+                              L.ELU(0.5), L.UnitNormalization(), L.Flatten(), L.Dense(5, activation="log_softmax")])
+    for layer in model.layers[2:]:
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    model.save(tmp_path / f"m{suffix}")
+    want = model.predict(x, verbose=0)
+    # A chain: the longest sum behind an output is every layer's own reduction added up (parity.compare's rule).
+    chain = sum(own_reduction(type(layer).__name__, layer.get_config(), layer.input.shape) for layer in model.layers)
+    mine = scratch.load(tmp_path / f"m{suffix}")
+    assert mine.get_layer(norm.name).weights["count"].dtype == np.int64
+    assert_close(mine.predict(x), want, label=f"saved model {suffix}", reduction=chain)
+    truth = mine.to_dtype("float64").predict(x.astype("float64"))
+    assert truth.dtype == np.float64
+    assert_close(truth.astype("float32"), want, label=f"saved model {suffix} float64", reduction=chain)
