@@ -97,9 +97,10 @@ def normalize_name(name):
     if isinstance(name, dict):  # {"module": "keras.activations", "class_name": "function", "config": "relu"}
         name = name.get("config", name.get("class_name"))
     if isinstance(name, str) and name in _REFUSED:
-        raise LayerError(f"activation {name!r} is not supported: {_REFUSED[name]}")
+        raise LayerError(f"activation {name!r} is not supported: {_REFUSED[name]}. Received: activation={name!r}")
     if not isinstance(name, str) or name not in _ACTIVATIONS:
-        raise LayerError(f"activation {name!r} is not supported (it is not one of Keras's built-in activations)")
+        raise LayerError(f"activation {name!r} is not supported (it is not one of Keras's built-in activations). "
+                         f"Received: activation={name!r}")
     return name
 
 
