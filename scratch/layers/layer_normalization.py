@@ -93,10 +93,6 @@ class LayerNormalization(Layer):
             self.weights[name] = w.astype(self.dtype)
         self.built = True
 
-    def expected_weight_shape(self, name):
-        w = self.weights.get(name)
-        return None if w is None else w.shape
-
     def compute_output_shape(self, input_shape):
         _check_bounds(self.axis, input_shape, self._given_axis)
         return tuple(input_shape)
