@@ -57,7 +57,9 @@ _CONV = {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Co
 _RNN = {"SimpleRNN", "LSTM", "GRU"}
 _WRAPPERS = {"Bidirectional", "TimeDistributed"}
 _ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "BatchNormalization", "Add",
-                "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+                "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                "Rescaling", "Normalization", "LayerScale", "CustomScaleLayer"}
+_LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 
 def _shape(shape):
@@ -80,7 +82,8 @@ def own_reduction(class_name, config, input_shape):
         inner_shape = shape[:1] + shape[2:] if class_name == "TimeDistributed" else shape
         return own_reduction(inner.get("class_name", ""), inner.get("config", {}), inner_shape)
     act = config.get("activation")
-    softmax = config.get("units", None) if act == "softmax" else 0
+    # Activations that sum over the last axis (softmax, log_softmax, sparsemax, glu) add its length.
+    softmax = config.get("units", None) if act in _LAST_AXIS_ACTIVATIONS else 0
     if class_name == "Dense":
         return int(shape[-1] or 1) + int(softmax or 0) + (1 if act not in (None, "linear") else 0)
     if class_name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
@@ -113,10 +116,18 @@ def own_reduction(class_name, config, input_shape):
         return _prod([d or 1 for d in shape[1:-1]])
     if class_name == "UpSampling2D" and config.get("interpolation") == "bilinear":
         return 4   # a + (b - a) * t across columns, then the same across rows: up to 4 input terms
-    if class_name in ("Softmax",) or (class_name == "Activation" and act == "softmax"):
+    if class_name in ("Softmax",) or (class_name == "Activation" and act in _LAST_AXIS_ACTIVATIONS):
         return int(shape[-1] or 1)
-    if class_name == "LayerNormalization":
-        return int(shape[-1] or 1)
+    if class_name in ("LayerNormalization", "UnitNormalization"):
+        # The moments (or the norm) sum over every normalized axis.
+        axis = config.get("axis", -1)
+        axes = {a % len(shape) for a in (axis if isinstance(axis, (list, tuple)) else [axis])} if shape else ()
+        return _prod([shape[a] or 1 for a in axes])
+    if class_name == "GroupNormalization":
+        # One group's moments: every non-batch element of the sample, over the number of groups.
+        groups = int(config.get("groups", 1) or 1)
+        channels = int(shape[config.get("axis", -1)] or 1) if shape else 1
+        return _prod([d or 1 for d in shape[1:]]) // (channels if groups == -1 else groups)
     if class_name in ("Add", "Average"):
         return max(1, len(input_shape) if input_shape and isinstance(input_shape[0], (list, tuple)) else 1)
     if class_name in _ELEMENTWISE:
