@@ -52,6 +52,7 @@ class MultiHeadAttention(_Wrapper):
 
     supports_masking = True
     tensor_call_args = ("query", "value", "key")   # the inputs backward returns gradients for
+    clears_input_masks = True   # Keras's call() sets the masks of query, value and key to None
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
                  attention_axes=None, sliding_window=None, flash_attention=None, use_gate=False, seed=None,
