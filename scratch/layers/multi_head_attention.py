@@ -15,7 +15,8 @@ Weights: query/kernel (dim_q, N, key_dim), query/bias (N, key_dim), key/kernel, 
 Attention over ``attention_axes`` (of the projected tensors; default: every axis between the
 batch and the heads): ``scores = einsum(k, q / sqrt(key_dim))`` of shape
 (<batch-like axes incl. heads>, <T attn dims>, <S attn dims>), a softmax over the S attention
-dims, then ``out = einsum(probs, v)``.
+dims, then ``out = einsum(probs, v)``. 1/sqrt(key_dim) is rounded to float32 even in float64
+(Keras casts the Python float through a float32 tensor).
 
 The mask (True = may attend) is the AND of ``attention_mask``, the query mask ``[..., None]``, the
 value and key masks ``[..., None, :]``, the causal mask ``(1, T, S)``: j <= i, and the sliding
@@ -176,7 +177,8 @@ class MultiHeadAttention(_Wrapper):
         q, k, v = d["query"].forward(query), d["key"].forward(key), d["value"].forward(value)
         k_spec, q_spec, s_spec = self._specs
         fused = not (self.dropout > 0 or return_attention_scores or q.ndim != 4)
-        inv = self.dtype.type(1.0 / math.sqrt(float(self.key_dim)))
+        # Keras casts the Python float 1/sqrt(key_dim) through a float32 tensor, also in float64.
+        inv = self.dtype.type(np.float32(1.0 / math.sqrt(float(self.key_dim))))
         if fused:   # ops.dot_product_attention: logits scaled after the product
             scores = np.einsum(f"{k_spec},{q_spec}->{s_spec}", k, q) * inv
         else:       # explicit path: the query is scaled first
