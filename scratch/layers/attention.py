@@ -61,9 +61,11 @@ class Attention(Layer):
     def expected_weight_shape(self, name):
         return ()
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, return_attention_scores=False):
         _check_inputs(self, input_shape)
-        return (*tuple(input_shape[0])[:-1], tuple(input_shape[1])[-1])
+        out = (*tuple(input_shape[0])[:-1], tuple(input_shape[1])[-1])
+        key = tuple(input_shape[2] if len(input_shape) > 2 else input_shape[1])
+        return [out, (*out[:-1], key[-2])] if return_attention_scores else out
 
     def compute_mask(self, inputs, mask=None):
         if mask is None or not isinstance(mask, (list, tuple)) or mask[0] is None:

@@ -112,6 +112,13 @@ def tensor_arguments(layer, node):
     return [(n, given[n]) for n in layer.tensor_call_args if given.get(n) is not None]
 
 
+def shape_call_kwargs(layer, node):
+    """Call arguments that change a layer's output shapes (``return_attention_scores`` adds one),
+    for the layers whose ``compute_output_shape`` takes them."""
+    params = inspect.signature(layer.compute_output_shape).parameters
+    return {k: v for k, v in node.kwargs.items() if k == "return_attention_scores" and k in params}
+
+
 def trace_name(layer_name, node_index, tensor_index):
     name = layer_name if node_index == 0 else f"{layer_name}@{node_index}"
     return name if tensor_index == 0 else f"{name}[{tensor_index}]"

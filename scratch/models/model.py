@@ -30,7 +30,7 @@ from .backprop import Call, set_grads, backprop
 from ..layers.base import Layer, LayerError
 from ..errors import GraphError, InputError, ModelFileError
 from .graph import (InputLayer, Ref, accepted_kwargs, as_list, fmt_shape, leaves, resolve, resolve_masks,
-                    squash, tensor_arguments, trace_name)
+                    shape_call_kwargs, squash, tensor_arguments, trace_name)
 
 
 class Model(Layer):
@@ -77,10 +77,9 @@ class Model(Layer):
         for node in self.nodes:
             layer = node.layer
             in_shape = resolve(node.args[0], shapes) if node.args else None
-            shape_kwargs = {}
             if hasattr(layer, "tensor_call_args"):   # several tensor arguments: all their shapes, in order
                 in_shape = [resolve(a, shapes) for _, a in tensor_arguments(layer, node)]
-                shape_kwargs = {k: v for k, v in node.kwargs.items() if k == "return_attention_scores"}
+            shape_kwargs = shape_call_kwargs(layer, node)
             if getattr(layer, "is_op", False):
                 out = None
             else:

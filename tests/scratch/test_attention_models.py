@@ -24,10 +24,11 @@ def masked_text_model(vocab=10, steps=6):
     m = layers.MultiHeadAttention(2, 3, value_dim=4, name="self_mha")(e, e, use_causal_mask=True)
     m2, scores = layers.MultiHeadAttention(2, 3, name="cross_mha")(m, e, key=e, return_attention_scores=True)
     a = layers.Attention(use_scale=True, name="luong")([e, m2])
-    ad = layers.AdditiveAttention(name="bahdanau")([a, e, m])
+    ad, weights = layers.AdditiveAttention(name="bahdanau")([a, e, m], return_attention_scores=True)
     d = layers.Dot(axes=(2, 2), normalize=True, name="cosine")([ad, e])
     ed = layers.EinsumDense("abc,cd->abd", output_shape=(None, 5), bias_axes="d", activation="tanh")(ad)
-    return keras.Model(ids, [m, scores, a, ad, d, ed], name="masked_attention")
+    w = layers.Dense(3, name="on_weights")(weights)   # a layer fed the scores output
+    return keras.Model(ids, [m, scores, a, ad, d, ed, w], name="masked_attention")
 
 
 def test_masked_attention_model_round_trips(tmp_path):
