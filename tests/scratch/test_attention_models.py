@@ -100,3 +100,25 @@ def test_tf_keras_multi_head_attention_is_refused(tmp_path):
     model.save(path)
     with pytest.raises(UnsupportedLayerError, match=r"'mha' \(MultiHeadAttention\).*tf_keras"):
         scratch.load(path)
+
+
+def test_tf_keras_attention_dot_einsum_h5(tmp_path):
+    """tf_keras writes Attention, AdditiveAttention, Dot and EinsumDense as Keras 3 reads them:
+    same weights, same -1e9 masking (subtracted), query masks zeroing the output."""
+    tfk = pytest.importorskip("tf_keras")
+    lay = tfk.layers
+    ids = tfk.Input((5,), dtype="int32")
+    e = lay.Embedding(9, 4, mask_zero=True)(ids)
+    a = lay.Attention(use_scale=True, score_mode="concat")([e, e])
+    b = lay.AdditiveAttention()([a, e], use_causal_mask=True)
+    d = lay.Dot(axes=2, normalize=True)([a, b])
+    ed = lay.EinsumDense("abc,cd->abd", output_shape=(None, 3), bias_axes="d")(b)
+    model = tfk.Model(ids, [a, b, d, ed])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
+    x = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 6, 7], [0, 0, 0, 0, 0]])
+    path = tmp_path / "tfk_attention.h5"
+    model.save(path)
+    got = scratch.load(path).predict(x)
+    for i, (g, w) in enumerate(zip(got, model.predict(x, verbose=0))):
+        assert_close(g, w, label=f"tf_keras attention output {i}", reduction=16)
