@@ -87,6 +87,7 @@ def test_left_elided_output_shape_is_the_real_one():
 @given(case=cases(), activation=st.sampled_from(["linear", "tanh"]), seed=SEEDS)
 @example(case=("ab...,bc->ac...", (2, 3, 2, 2), (3,), "c"), activation="tanh", seed=0)
 @example(case=("abc,bcd->ad", (2, 3, 2), (3,), "d"), activation="linear", seed=0)
+@example(case=("abc,cd->ad", (2, 3, 2), (3,), None), activation="tanh", seed=0)     # dx broadcast over b
 def test_einsum_dense_gradients(case, activation, seed):
     eq, shape, output_shape, bias_axes = case
     rng = np.random.default_rng(seed)
