@@ -111,6 +111,8 @@ def own_reduction(class_name, config, input_shape):
         return _prod([p] if isinstance(p, int) else p)
     if class_name.startswith("GlobalAveragePooling"):
         return _prod([d or 1 for d in shape[1:-1]])
+    if class_name == "UpSampling2D" and config.get("interpolation") == "bilinear":
+        return 4   # a + (b - a) * t across columns, then the same across rows: up to 4 input terms
     if class_name in ("Softmax",) or (class_name == "Activation" and act == "softmax"):
         return int(shape[-1] or 1)
     if class_name == "LayerNormalization":
