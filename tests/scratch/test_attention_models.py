@@ -13,7 +13,7 @@ from tests.scratch.test_loader import check_model, randomize, save_all, token_id
 
 keras = pytest.importorskip("keras")
 layers = keras.layers
-pytestmark = pytest.mark.filterwarnings("ignore:Layer 'einsum_dense'", "ignore:You are saving your model")
+pytestmark = pytest.mark.filterwarnings("ignore:Layer 'einsum_dense", "ignore:You are saving your model")
 
 
 def masked_text_model(vocab=10, steps=6):
