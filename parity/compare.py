@@ -83,15 +83,26 @@ def own_reduction(class_name, config, input_shape):
     softmax = config.get("units", None) if act == "softmax" else 0
     if class_name == "Dense":
         return int(shape[-1] or 1) + int(softmax or 0) + (1 if act not in (None, "linear") else 0)
+    if class_name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
+        # An output element gathers ceil(k/s) kernel offsets per axis, each summing cin products.
+        k, s = config.get("kernel_size", 1), config.get("strides", 1)
+        k, s = ([k] if isinstance(k, int) else list(k)), ([s] if isinstance(s, int) else list(s))
+        s = s * len(k) if len(s) == 1 else s
+        offsets = _prod([-(-int(kk) // int(ss)) for kk, ss in zip(k, s)])
+        return offsets * int(shape[-1] or 1) + (1 if act not in (None, "linear") else 0)
     if class_name in _CONV:
         k = config.get("kernel_size", 1)
         k = [k] if isinstance(k, int) else list(k)
         cin = int(shape[-1] or 1)
         groups = int(config.get("groups", 1) or 1)
         return _prod(k) * cin // groups + (1 if act not in (None, "linear") else 0)
-    if class_name in ("DepthwiseConv2D", "DepthwiseConv1D"):
+    if class_name in ("DepthwiseConv2D", "DepthwiseConv1D", "SeparableConv2D", "SeparableConv1D"):
         k = config.get("kernel_size", 1)
-        return _prod([k] if isinstance(k, int) else k)
+        taps = _prod([k] if isinstance(k, int) else k)
+        if class_name.startswith("Separable"):
+            # The pointwise sum runs over cin*dm depthwise outputs, each itself a sum of taps.
+            taps *= int(shape[-1] or 1) * int(config.get("depth_multiplier", 1) or 1)
+        return taps + (1 if act not in (None, "linear") else 0)
     if class_name in _RNN:
         steps = int(shape[1] or 1) if len(shape) > 2 else 1
         return steps * (int(shape[-1] or 1) + int(config.get("units", 1)))

@@ -11,6 +11,9 @@ import importlib
 LAYER_MODULES = {
     **dict.fromkeys(["Dense", "Activation", "ReLU", "Softmax", "Flatten", "Reshape", "Dropout"], "core"),
     **dict.fromkeys(["Conv2D", "LocallyConnected2D", "ZeroPadding2D"], "conv"),
+    "Conv1D": "conv1d",
+    **dict.fromkeys(["Conv1DTranspose", "Conv2DTranspose"], "conv_transpose"),
+    **dict.fromkeys(["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"], "depthwise"),
     **dict.fromkeys(["MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"], "pooling"),
     **dict.fromkeys(["GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D"],
                     "global_pooling"),
