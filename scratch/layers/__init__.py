@@ -22,11 +22,19 @@ LAYER_MODULES = {
     **dict.fromkeys(["SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
                      "ActivityRegularization"], "regularization"),
     "BatchNormalization": "normalization",
+    **dict.fromkeys(["LayerNormalization", "GroupNormalization", "UnitNormalization"], "layer_normalization"),
+    **dict.fromkeys(["Rescaling", "Normalization"], "preprocessing"),
+    **dict.fromkeys(["LeakyReLU", "PReLU", "ELU"], "activation_layers"),
+    **dict.fromkeys(["LayerScale", "CustomScaleLayer"], "application_layers"),
     **dict.fromkeys(["Add", "Concatenate", "Subtract", "Multiply", "Average", "Maximum", "Minimum"], "merge"),
+    "Dot": "dot",
     "Embedding": "embedding",
     **dict.fromkeys(["SimpleRNN", "LSTM", "GRU"], "recurrent"),
     **dict.fromkeys(["Bidirectional", "TimeDistributed"], "wrappers"),
     **dict.fromkeys(["Masking", "RepeatVector"], "sequence"),
+    **dict.fromkeys(["Attention", "AdditiveAttention"], "attention"),
+    "EinsumDense": "einsum_dense",
+    "MultiHeadAttention": "multi_head_attention",
 }
 
 
