@@ -143,6 +143,10 @@ def _nested_problem(cfg):
 def translate_config(class_name, config, flavor):
     """Keras config -> scratch constructor kwargs (tf_keras's hard_sigmoid and no-op keys)."""
     config = dict(config)
+    if flavor == "tf_keras" and class_name == "MultiHeadAttention":
+        # Its node lists value/key as kwargs and its softmax adds -1e9 (no fused path): not Keras 3's.
+        raise LayerError("MultiHeadAttention written by tf_keras is not supported (tf_keras masks its scores "
+                         "with an additive -1e9 and passes value/key as node kwargs); save the model with Keras 3")
     if flavor == "tf_keras":
         for key in ("activation", "recurrent_activation"):
             if config.get(key) == "hard_sigmoid":
