@@ -116,7 +116,7 @@ def test_einsum_dense_to_dtype():
     (dict(equation="ab,bcz->ac", output_shape=3), r"Weight dimension 'z' did not have a match"),
     (dict(equation="ab,bc->ac", output_shape=3, bias_axes="b"), r"Bias dimension 'b' was requested"),
     (dict(equation="ab,bc->ac", output_shape=3, lora_rank=2), r"LoRA-enabled EinsumDense is not supported"),
-    (dict(equation="ab,bc->ac", output_shape=3, activation="nope"), r"activation must be one of"),
+    (dict(equation="ab,bc->ac", output_shape=3, activation="nope"), r"activation 'nope' is not supported"),
 ])
 def test_einsum_dense_refuses(kwargs, match):
     with pytest.raises(LayerError, match=match):
