@@ -4,6 +4,11 @@ Both weighted layers run as im2col: the padded input is viewed as windows
 (N, oh, ow, kh, kw, C), copied block by block into a patch matrix whose rows are flattened in
 (kh, kw, C) order, and multiplied by the kernel in one matrix product per block. ``backward``
 rebuilds the same blocks, so nothing larger than one block is ever held.
+
+Forward passes (what ``predict`` runs): blocks of at most ``windows.FORWARD_BLOCK_BYTES`` are copied
+into a reused per-thread buffer, multiplied straight into their rows of the output, and finished
+there (bias, activation) while still in cache; the blocks run on the engine's pool
+(``scratch.parallel``). A 1x1 Conv2D needs no patch matrix: its (strided) pixels are the rows.
 """
 
 import numpy as np
@@ -11,6 +16,11 @@ import numpy as np
 from . import activations, windows
 from .. import parallel
 from .base import Layer, LayerError, as_tuple
+
+
+# Inputs with at most this many channels build their patch blocks transposed, one slab per kernel
+# offset (windows.patch_block_transposed): 2.5x faster for C=1, 1.25x for C=3 (bench, 1 thread).
+FEW_CHANNELS = 4
 
 
 def _positive_int(name, value):
@@ -164,13 +174,20 @@ class Conv2D(Layer):
         win = windows.windows(xp, self.kernel_size, self.strides, self.dilation_rate, (oh, ow))
         wk = self._group_kernel()                                    # (G, K/G, F/G)
         row_bytes = ow * win.shape[3] * win.shape[4] * win.shape[5] * self.dtype.itemsize
+        few_channels = self.groups == 1 and xp.shape[-1] <= FEW_CHANNELS
 
         def block(b):
             bs, rs = b
+            zb = z[bs, rs]
+            if few_channels:   # (K, M) built one slab per kernel offset, read as (M, K)
+                pt = windows.patch_block_transposed(xp, self.kernel_size, self.strides, self.dilation_rate,
+                                                    (oh, ow), bs, rs)
+                np.matmul(pt.T, wk[0], out=zb.reshape(-1, f, copy=False))
+                self._finish(zb, y[bs, rs])
+                return
             patches = windows.patch_block(win, bs, rs, reuse=True)   # (nb, nr, ow, K)
             nb, nr = patches.shape[:2]
             flat = patches.reshape(-1, patches.shape[-1])
-            zb = z[bs, rs]
             if self.groups == 1:
                 np.matmul(flat, wk[0], out=zb.reshape(-1, f, copy=False))
             else:

@@ -170,6 +170,31 @@ def patch_block(win, bs, rs, reuse=False):
     return patches
 
 
+def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs):
+    """One block's patch matrix, transposed: (kh*kw*C, nb*nr*ow) in this thread's reused buffer.
+
+    Row (a, b, c) is the input plane c shifted by kernel offset (a, b), copied as one slab per
+    offset. For inputs with few channels this beats ``patch_block``, whose copy moves runs of
+    only kw*C values; the product then reads it as a column-major matrix, ``.T``, which BLAS
+    takes as it is.
+    """
+    (kh, kw), (sh, _), (oh_all, ow) = kernel, strides, out_hw
+    nb = len(range(*bs.indices(xp.shape[0])))
+    nr = len(range(*rs.indices(oh_all)))
+    c = xp.shape[-1]
+    size = kh * kw * c * nb * nr * ow
+    buf = getattr(_buffers, "transposed", None)
+    if buf is None or buf.dtype != xp.dtype or buf.size < size:
+        buf = _buffers.transposed = np.empty(size, dtype=xp.dtype)
+    out = buf[:size].reshape(kh * kw, c, nb, nr, ow)
+    top = rs.start * sh
+    for (a, b), (rows, cols) in offset_slices(kernel, strides, dilation, (nr, ow)):
+        rows = slice(top + rows.start, top + rows.stop, sh)
+        np.copyto(out[a * kw + b], xp[bs, rows, cols, :].transpose(3, 0, 1, 2))
+    _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], out.nbytes)
+    return out.reshape(kh * kw * c, nb * nr * ow)
+
+
 def col2im_add(dxp, dpatches, bs, rs, strides, dilation):
     """Scatter-add patch gradients (nb, nr, ow, kh, kw, C) into the padded input gradient.
 
