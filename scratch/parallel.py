@@ -110,13 +110,20 @@ def _pool(n):
     return _state["pool"]
 
 
-def run_blocks(fn, items):
+# Work below this many multiply-adds runs inline: handing blocks to pool threads costs a thread
+# wake-up each (about a millisecond on a busy machine, bench profile), more than it saves.
+MIN_PARALLEL_COST = 20_000_000
+
+
+def run_blocks(fn, items, cost=None):
     """``fn(item)`` for every item, spread over the pool with single-threaded BLAS; returns the results
-    in order. Runs inline when there is one item or one worker (or when called from a pool thread)."""
+    in order. Runs inline when there is one item or one worker, when the whole work ``cost``
+    (multiply-adds) is below ``MIN_PARALLEL_COST``, or when called from a pool thread."""
     items = list(items)
     n = workers()
+    small = cost is not None and cost < MIN_PARALLEL_COST
     with single_threaded_blas():
-        if n == 1 or len(items) < 2 or threading.current_thread().name.startswith("scratch"):
+        if n == 1 or small or len(items) < 2 or threading.current_thread().name.startswith("scratch"):
             return [fn(item) for item in items]
         return list(_pool(n).map(fn, items))
 
@@ -141,6 +148,6 @@ def matmul(a, b, out=None):
     def part(rows):
         np.matmul(a[rows], b, out=out[rows])
 
-    run_blocks(part, chunks)
+    run_blocks(part, chunks, cost=a.shape[0] * a.shape[1] * b.shape[1])
     return out
 

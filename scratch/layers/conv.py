@@ -165,7 +165,8 @@ class Conv2D(Layer):
             np.matmul(rows[r], kernel, out=z2[r])
             self._finish(z2[r], y2[r])
 
-        parallel.run_blocks(part, parallel.row_chunks(rows.shape[0], rows.shape[1] * self.filters))
+        cost = rows.shape[0] * rows.shape[1] * self.filters
+        parallel.run_blocks(part, parallel.row_chunks(rows.shape[0], rows.shape[1] * self.filters), cost=cost)
 
     def _forward_patches(self, xp, z, y):
         """im2col in blocks small enough to stay in cache; each block's product is written straight
@@ -195,7 +196,8 @@ class Conv2D(Layer):
                 zb[...] = out.transpose(1, 0, 2).reshape(nb, nr, ow, f)
             self._finish(zb, y[bs, rs])
 
-        parallel.run_blocks(block, windows.blocks(n, oh, row_bytes, windows.forward_block_bytes()))
+        cost = z.size * wk.shape[1]   # multiply-adds: K/G per output element
+        parallel.run_blocks(block, windows.blocks(n, oh, row_bytes, windows.forward_block_bytes()), cost=cost)
 
     def backward(self, dout):
         x_shape, pads, xp, z, y = self._cache
@@ -323,7 +325,7 @@ class LocallyConnected2D(Layer):
             if y is not z:
                 y[bs, rs] = self.activation.forward(zb)
 
-        parallel.run_blocks(block, todo)
+        parallel.run_blocks(block, todo, cost=z.size * kernel.shape[1])
         self._cache = (x, z, y)
         return y
 

@@ -273,6 +273,10 @@ class Model(Layer):
         outs = as_list(out)
         if tape is not None:
             tape.append(Call(node, x, call_kwargs, outs))
+        elif getattr(layer, "_cache", None) is not None:
+            # predict/trace record no tape, so no backward reads this cache: free the arrays it holds
+            # (otherwise every layer's input and output stay alive for the whole call).
+            layer._cache = None
         layer._last_call = tape[-1] if tape is not None else None   # whose inputs the layer's cache holds
         out_mask = layer.compute_mask(x, previous_mask)
         out_masks = as_list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]

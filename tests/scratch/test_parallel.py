@@ -43,6 +43,14 @@ def test_run_blocks_keeps_order_and_uses_the_pool(monkeypatch):
     assert True in names
 
 
+def test_run_blocks_inline_when_the_work_is_small(monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    seen = set()
+    parallel.run_blocks(lambda i: seen.add(threading.current_thread().name), range(8),
+                        cost=parallel.MIN_PARALLEL_COST - 1)
+    assert seen == {threading.current_thread().name}
+
+
 def test_run_blocks_inline_with_one_worker(monkeypatch):
     monkeypatch.setenv("SCRATCH_NUM_THREADS", "1")
     seen = []
