@@ -57,7 +57,9 @@ _CONV = {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Co
 _RNN = {"SimpleRNN", "LSTM", "GRU"}
 _WRAPPERS = {"Bidirectional", "TimeDistributed"}
 _ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "BatchNormalization", "Add",
-                "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+                "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                "Rescaling", "Normalization", "LayerScale", "CustomScaleLayer"}
+_LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 
 def _shape(shape):
@@ -80,18 +82,30 @@ def own_reduction(class_name, config, input_shape):
         inner_shape = shape[:1] + shape[2:] if class_name == "TimeDistributed" else shape
         return own_reduction(inner.get("class_name", ""), inner.get("config", {}), inner_shape)
     act = config.get("activation")
-    softmax = config.get("units", None) if act == "softmax" else 0
+    # Activations that sum over the last axis (softmax, log_softmax, sparsemax, glu) add its length.
+    softmax = config.get("units", None) if act in _LAST_AXIS_ACTIVATIONS else 0
     if class_name == "Dense":
         return int(shape[-1] or 1) + int(softmax or 0) + (1 if act not in (None, "linear") else 0)
+    if class_name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
+        # An output element gathers ceil(k/s) kernel offsets per axis, each summing cin products.
+        k, s = config.get("kernel_size", 1), config.get("strides", 1)
+        k, s = ([k] if isinstance(k, int) else list(k)), ([s] if isinstance(s, int) else list(s))
+        s = s * len(k) if len(s) == 1 else s
+        offsets = _prod([-(-int(kk) // int(ss)) for kk, ss in zip(k, s)])
+        return offsets * int(shape[-1] or 1) + (1 if act not in (None, "linear") else 0)
     if class_name in _CONV:
         k = config.get("kernel_size", 1)
         k = [k] if isinstance(k, int) else list(k)
         cin = int(shape[-1] or 1)
         groups = int(config.get("groups", 1) or 1)
         return _prod(k) * cin // groups + (1 if act not in (None, "linear") else 0)
-    if class_name in ("DepthwiseConv2D", "DepthwiseConv1D"):
+    if class_name in ("DepthwiseConv2D", "DepthwiseConv1D", "SeparableConv2D", "SeparableConv1D"):
         k = config.get("kernel_size", 1)
-        return _prod([k] if isinstance(k, int) else k)
+        taps = _prod([k] if isinstance(k, int) else k)
+        if class_name.startswith("Separable"):
+            # The pointwise sum runs over cin*dm depthwise outputs, each itself a sum of taps.
+            taps *= int(shape[-1] or 1) * int(config.get("depth_multiplier", 1) or 1)
+        return taps + (1 if act not in (None, "linear") else 0)
     if class_name in _RNN:
         steps = int(shape[1] or 1) if len(shape) > 2 else 1
         return steps * (int(shape[-1] or 1) + int(config.get("units", 1)))
@@ -100,10 +114,20 @@ def own_reduction(class_name, config, input_shape):
         return _prod([p] if isinstance(p, int) else p)
     if class_name.startswith("GlobalAveragePooling"):
         return _prod([d or 1 for d in shape[1:-1]])
-    if class_name in ("Softmax",) or (class_name == "Activation" and act == "softmax"):
+    if class_name == "UpSampling2D" and config.get("interpolation") == "bilinear":
+        return 4   # a + (b - a) * t across columns, then the same across rows: up to 4 input terms
+    if class_name in ("Softmax",) or (class_name == "Activation" and act in _LAST_AXIS_ACTIVATIONS):
         return int(shape[-1] or 1)
-    if class_name == "LayerNormalization":
-        return int(shape[-1] or 1)
+    if class_name in ("LayerNormalization", "UnitNormalization"):
+        # The moments (or the norm) sum over every normalized axis.
+        axis = config.get("axis", -1)
+        axes = {a % len(shape) for a in (axis if isinstance(axis, (list, tuple)) else [axis])} if shape else ()
+        return _prod([shape[a] or 1 for a in axes])
+    if class_name == "GroupNormalization":
+        # One group's moments: every non-batch element of the sample, over the number of groups.
+        groups = int(config.get("groups", 1) or 1)
+        channels = int(shape[config.get("axis", -1)] or 1) if shape else 1
+        return _prod([d or 1 for d in shape[1:]]) // (channels if groups == -1 else groups)
     if class_name in ("Add", "Average"):
         return max(1, len(input_shape) if input_shape and isinstance(input_shape[0], (list, tuple)) else 1)
     if class_name in _ELEMENTWISE:
@@ -140,7 +164,7 @@ def _base(name):
 
 
 def _slim(stats):
-    keep = ("max_abs", "max_rel", "mean_abs", "eps_units", "frac_beyond", "atol", "rtol", "passed",
+    keep = ("max_abs", "max_rel", "mean_abs", "eps_units", "frac_beyond", "headroom", "atol", "rtol", "passed",
             "worst_index", "worst_actual", "worst_desired")
     return {k: stats[k] for k in keep}
 
@@ -178,7 +202,8 @@ def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, at
             equal = bool(np.array_equal(k, s))
             row.update(status="ok" if equal else "diverged", passed=equal, max_abs=0.0 if equal else
                        float(np.max(np.abs(k.astype(np.float64) - s))), max_rel=0.0, mean_abs=0.0,
-                       eps_units=0.0, frac_beyond=0.0 if equal else float(np.mean(k != s)), atol=0.0, rtol=0.0)
+                       eps_units=0.0, frac_beyond=0.0 if equal else float(np.mean(k != s)), atol=0.0, rtol=0.0,
+                       headroom=0.0 if equal else math.inf)
             rows.append(row)
             continue
         stats = compare(s, k, reduction=red, atol=atol, rtol=rtol, dtype=k.dtype)
@@ -196,7 +221,21 @@ def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, at
         first_diverging_reason=None if first is None else _reason(first),
         scratch_only=extra,
         growth=error_growth(rows),
+        tolerance_overrides=tolerance_overrides(atol, rtol),
     )
+
+
+def tolerance_overrides(atol=None, rtol=None):
+    """``{"atol": x}`` / ``{"rtol": y}`` for each policy value a user replaced (empty: the policy ran)."""
+    return {k: float(v) for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
+
+
+def overrides_line(overrides):
+    """One line for every report: the tolerance in force is never silent."""
+    if not overrides:
+        return "tolerance: the policy (parity/tolerance.py), no overrides"
+    given = ", ".join(f"--{k} {v:g}" for k, v in overrides.items())
+    return f"tolerance: OVERRIDDEN by {given} (the policy's values were not used for these)"
 
 
 def error_budget(keras, scratch, truth, *, reduction=1):
@@ -262,7 +301,7 @@ def summarize(result):
 def format_table(result, *, max_name=36):
     """The per-layer table printed by the CLI."""
     head = (f"{'#':>3} {'layer':<{max_name}} {'class':<20} {'shape':<18} {'red':>6} "
-            f"{'max abs':>10} {'max rel':>10} {'eps':>8} {'%beyond':>8} {'atol':>9}  status")
+            f"{'max abs':>10} {'max rel':>10} {'eps':>8} {'%beyond':>8} {'atol':>9} {'err/tol':>8}  status")
     lines = [head, "-" * len(head)]
     truthy = any("truth" in r for r in result["layers"])
     if truthy:
@@ -273,7 +312,8 @@ def format_table(result, *, max_name=36):
         if "max_abs" in r:
             line = (f"{r['depth']:>3} {name:<{max_name}} {r['class_name'][:20]:<20} {shape[:18]:<18} "
                     f"{r['reduction']:>6} {r['max_abs']:>10.3e} {_fmt_rel(r['max_rel']):>10} "
-                    f"{r['eps_units']:>8.1f} {100 * r['frac_beyond']:>8.3f} {r['atol']:>9.2e}  "
+                    f"{r['eps_units']:>8.1f} {100 * r['frac_beyond']:>8.3f} {r['atol']:>9.2e} "
+                    f"{_fmt_rel(r.get('headroom', 0.0)):>8}  "
                     f"{'ok' if r['passed'] else 'FAIL'}")
             t = r.get("truth")
             if t:
@@ -291,3 +331,12 @@ def format_table(result, *, max_name=36):
 
 def _fmt_rel(x):
     return "inf" if not math.isfinite(x) else f"{x:.3e}" if x < 1e6 else ">1e6"
+
+
+# What every column of the per-layer tables means, printed under each (terminal, parity.md, index.html).
+LEGEND = ("reduction (red): the longest chain of sums behind one element; atol grows with its square root. "
+          "max abs / max rel / mean abs: scratch vs Keras. eps (units): max abs in machine epsilons of the dtype "
+          "times max(1, largest |Keras value|). % beyond: elements outside tolerance. atol (used): the absolute "
+          "tolerance for that layer. err/tol: the largest error / (atol + rtol*|Keras|); below 1 passes, and how "
+          "far below is the headroom. Keras / scratch vs f64: each float32 side's max abs error against scratch "
+          "rerun in float64 (the truth run); further from truth: which side is further.")
