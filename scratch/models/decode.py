@@ -97,6 +97,8 @@ def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=
         # then token id (a stable sort of -total keeps the lower id first on a tie).
         total = np.array([beams[i][r][1] for i, r in rows])[:, None] + logp
         best = np.argsort(-total, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(total, best, axis=1).tolist()   # Python floats, read below
+        best = best.tolist()
         row_of = {key: j for j, key in enumerate(rows)}
         selected = {}
         for i in np.flatnonzero(~done):
@@ -107,8 +109,8 @@ def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=
                     continue
                 j = row_of[(i, r)]
                 row_states = [s[j] for s in new_states]
-                for v in best[j].tolist():
-                    cands.append((-float(total[j, v]), r, v, prefix + (v,), v == end, row_states))
+                for v, total_v in zip(best[j], best_scores[j]):
+                    cands.append((-total_v, r, v, prefix + (v,), v == end, row_states))
             cands.sort(key=lambda c: c[:3])
             beams[i] = [(c[3], -c[0], c[4], c[5]) for c in cands[:k]]
             selected[int(i)] = [(b[0], b[1], b[2]) for b in beams[i]]
