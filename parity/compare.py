@@ -132,7 +132,40 @@ def own_reduction(class_name, config, input_shape):
         return max(1, len(input_shape) if input_shape and isinstance(input_shape[0], (list, tuple)) else 1)
     if class_name in _ELEMENTWISE:
         return 1
+    if class_name in _ATTENTION:
+        return _attention_reduction(class_name, config, input_shape)
     return 0  # copies: Flatten, Reshape, Dropout, ZeroPadding, MaxPooling, Concatenate, Embedding ...
+
+
+_ATTENTION = {"Dot", "EinsumDense", "Attention", "AdditiveAttention", "MultiHeadAttention"}
+
+
+def _attention_reduction(class_name, config, input_shape):
+    """Dot: the contracted axis (twice with normalize: the norm sums it too); EinsumDense: the
+    contracted input axes; Attention: the score's sum over dim plus the sum over value steps;
+    MultiHeadAttention: input projection, key_dim, value steps, then heads * value_dim."""
+    shapes = [tuple(s) for s in input_shape] if input_shape and isinstance(input_shape[0], (list, tuple)) \
+        else [tuple(input_shape or ())]
+    query, value = shapes[0], shapes[1] if len(shapes) > 1 else shapes[0]
+    size = lambda d: int(d or 1)
+    if class_name == "Dot":
+        axes = config.get("axes", -1)
+        axis = axes if isinstance(axes, int) else axes[0]
+        return size(query[axis] if query else 1) * (2 if config.get("normalize") else 1)
+    if class_name == "EinsumDense":
+        eq = str(config.get("equation", "")).replace("...", "")
+        ins, _, rest = eq.partition(",")
+        kernel, _, out = rest.partition("->")
+        named = query[:len(ins)] if "..." not in str(config.get("equation", ""))[:3] else query[len(query) - len(ins):]
+        act = config.get("activation")
+        return _prod([size(d) for c, d in zip(ins, named) if c in kernel and c not in out]) + (
+            1 if act not in (None, "linear") else 0)
+    steps = _prod([size(d) for d in value[1:-1]])
+    if class_name in ("Attention", "AdditiveAttention"):
+        return size(query[-1] if query else 1) + steps
+    heads, key_dim = int(config.get("num_heads", 1)), int(config.get("key_dim", 1))
+    value_dim = int(config.get("value_dim") or key_dim)
+    return size(query[-1] if query else 1) + key_dim + steps + heads * value_dim
 
 
 def effective_reductions(infos):

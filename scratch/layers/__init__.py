@@ -27,10 +27,14 @@ LAYER_MODULES = {
     **dict.fromkeys(["LeakyReLU", "PReLU", "ELU"], "activation_layers"),
     **dict.fromkeys(["LayerScale", "CustomScaleLayer"], "application_layers"),
     **dict.fromkeys(["Add", "Concatenate", "Subtract", "Multiply", "Average", "Maximum", "Minimum"], "merge"),
+    "Dot": "dot",
     "Embedding": "embedding",
     **dict.fromkeys(["SimpleRNN", "LSTM", "GRU"], "recurrent"),
     **dict.fromkeys(["Bidirectional", "TimeDistributed"], "wrappers"),
     **dict.fromkeys(["Masking", "RepeatVector"], "sequence"),
+    **dict.fromkeys(["Attention", "AdditiveAttention"], "attention"),
+    "EinsumDense": "einsum_dense",
+    "MultiHeadAttention": "multi_head_attention",
 }
 
 

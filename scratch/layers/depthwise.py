@@ -31,10 +31,10 @@ def _column_phases(xp, sw):
     return [ph.reshape(n, hp, -1) for ph in phases]
 
 
-def _taps(kernel_hwq, strides, dilation, out_hw):
-    """Per kernel offset (a, b): (a, b, row offset, column phase, flat column start)."""
+def _taps(kernel_hwq, strides, dilation):
+    """Per kernel offset (a, b): (a, b, row offset, column phase, flat column start in that phase)."""
     kh, kw, q = kernel_hwq.shape
-    (sh, sw), (dh, dw) = strides, dilation
+    sw, (dh, dw) = strides[1], dilation
     for a in range(kh):
         for b in range(kw):
             col = b * dw
@@ -59,7 +59,7 @@ def channelwise_forward(xp, kernel, strides, dilation, out_hw):
     term = np.empty_like(out)
     for bs, rs in windows.blocks(n, oh, ow * q * xp.dtype.itemsize, limit=BLOCK_BYTES):
         o, t = out[bs, rs], term[bs, rs]
-        for i, (a, b, dr, phase, start) in enumerate(_taps(kernel, strides, dilation, out_hw)):
+        for i, (a, b, dr, phase, start) in enumerate(_taps(kernel, strides, dilation)):
             src = phases[phase][bs, _rows(rs, dr, strides[0]), start:start + ow * q]
             if i == 0:
                 np.multiply(src, weights[a, b], out=o)
@@ -81,7 +81,7 @@ def channelwise_backward(xp, kernel, dz, strides, dilation):
     term = np.empty_like(dz)
     for bs, rs in windows.blocks(n, oh, ow * q * xp.dtype.itemsize, limit=BLOCK_BYTES):
         g, t = dz[bs, rs], term[bs, rs]
-        for a, b, dr, phase, start in _taps(kernel, strides, dilation, (oh, ow)):
+        for a, b, dr, phase, start in _taps(kernel, strides, dilation):
             cols = slice(start, start + ow * q)
             rows = _rows(rs, dr, strides[0])
             dweights[a, b] += np.einsum("nrk,nrk->k", phases[phase][bs, rows, cols], g)

@@ -246,18 +246,21 @@ class UnitNormalization(Layer):
 
         y = x * min(1 / sqrt(sum(x^2 over axis)), 1 / epsilon),   epsilon = 1e-12 (fixed)
 
-    i.e. ``x / max(||x||, 1e-12)``: Keras's ``ops.normalize(order=2)`` caps the inverse norm rather
-    than adding epsilon. Any shape in, same shape out. No weights. Gradient: through the norm
-    while the cap is not active, ``dy * 1e12`` where it is (tf.minimum sends the gradient to the
-    cap then).
+    i.e. ``x / max(||x||, 1e-12)``: Keras 3's ``ops.normalize(order=2)`` caps the inverse norm rather
+    than adding epsilon. tf_keras's layer is ``tf.linalg.l2_normalize`` instead, which floors the
+    *squared* norm: ``y = x / sqrt(max(sum(x^2), 1e-12))``, i.e. ``x / max(||x||, 1e-6)``; the loader
+    asks for it with ``squared_norm_floor=1e-12`` in tf_keras files. Any shape in, same shape out. No
+    weights. Gradient: through the norm while the floor is not active, ``dy * inv`` with a constant
+    ``inv`` where it is (tf.minimum / tf.maximum send the gradient to the constant then).
     """
 
     supports_masking = True
     _INV_CAP = 1.0 / 1e-12
 
-    def __init__(self, axis=-1, **kwargs):
+    def __init__(self, axis=-1, squared_norm_floor=None, **kwargs):
         super().__init__(**kwargs)
         self.axis = _axes(axis) if isinstance(axis, (list, tuple)) else _axes(axis)[0]
+        self.squared_norm_floor = None if squared_norm_floor is None else float(squared_norm_floor)
 
     def compute_output_shape(self, input_shape):
         _check_bounds(_axes(self.axis), input_shape, self.axis)
@@ -266,15 +269,21 @@ class UnitNormalization(Layer):
     def forward(self, x, training=False):
         x = self.cast(x)
         axes = tuple(_check_bounds(_axes(self.axis), x.shape, self.axis))
-        with np.errstate(divide="ignore"):
-            inv = 1.0 / np.sqrt(np.sum(np.square(x), axis=axes, keepdims=True))
-        capped = inv > self._INV_CAP
-        inv = np.where(capped, self._INV_CAP, inv).astype(self.dtype)
-        self._cache = (x, inv, capped, axes)
+        squared = np.sum(np.square(x), axis=axes, keepdims=True)
+        if self.squared_norm_floor is not None:       # tf_keras: rsqrt(maximum(sum, floor))
+            floored = squared < self.squared_norm_floor
+            inv = 1.0 / np.sqrt(np.maximum(squared, self.squared_norm_floor))
+        else:                                          # Keras 3: minimum(rsqrt(sum), 1 / epsilon)
+            with np.errstate(divide="ignore"):
+                inv = 1.0 / np.sqrt(squared)
+            floored = inv > self._INV_CAP
+            inv = np.where(floored, self._INV_CAP, inv)
+        inv = inv.astype(self.dtype)
+        self._cache = (x, inv, floored, axes)
         return (x * inv).astype(self.dtype)
 
     def backward(self, dout):
-        x, inv, capped, axes = self._cache
+        x, inv, floored, axes = self._cache
         dy = self.cast(dout)
         through_norm = -x * inv ** 3 * np.sum(dy * x, axis=axes, keepdims=True)
-        return (dy * inv + np.where(capped, 0.0, through_norm)).astype(self.dtype)
+        return (dy * inv + np.where(floored, 0.0, through_norm)).astype(self.dtype)

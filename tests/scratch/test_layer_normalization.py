@@ -232,6 +232,28 @@ def test_unit_normalization_matches_keras(shape, data, dtype, seed):
     assert_close(mine.backward(dy), dx_k, label=f"UnitNorm {axis} {dtype} dx", reduction=n)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tf_keras_unit_normalization_floors_the_squared_norm(dtype):
+    """tf_keras's layer is tf.linalg.l2_normalize: x / max(||x||, 1e-6), not Keras 3's max(||x||, 1e-12)."""
+    import tf_keras
+
+    from scratch.saving.registry import make_layer
+
+    rng = np.random.default_rng(14)
+    x = sample((4, 5), dtype, rng)
+    x[1] *= 1e-8        # norm ~1e-8: floored in tf_keras only
+    x[2] = 0.0
+    dy = rng.normal(size=x.shape).astype(dtype)
+    k = tf_keras.layers.UnitNormalization(axis=-1, dtype=dtype)
+    entry = {"class_name": "UnitNormalization", "config": k.get_config()}
+    mine = make_layer(entry, flavor="tf_keras")
+    y_k, (dx_k,) = keras_value_and_grads(k, x, dy)
+    assert_close(mine.forward(x), y_k, label=f"tf_keras UnitNorm {dtype}", reduction=5)
+    assert_close(mine.backward(dy), dx_k, label=f"tf_keras UnitNorm {dtype} dx", reduction=5)
+    keras3 = make_layer(entry, flavor="keras3").forward(x)
+    assert not np.allclose(keras3[1], y_k[1])   # the two conventions do differ there
+
+
 @pytest.mark.parametrize("axis", [-1, [1, 2]])
 def test_unit_normalization_gradients(axis):
     rng = np.random.default_rng(13)
