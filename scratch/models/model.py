@@ -303,9 +303,10 @@ class Model(Layer):
         """Run the graph and record every call for ``backward``; a list for several outputs."""
         self._tape = []
         self._tape_inputs = as_list(x) if len(self.inputs) > 1 else [x]
-        outs, _ = self._run(self._tape_inputs,
-                            input_masks=None if mask is None else as_list(mask), training=training,
-                            tape=self._tape)
+        # the output masks are kept for a loss that honours them (scratch.trainer)
+        outs, self.output_masks = self._run(self._tape_inputs,
+                                            input_masks=None if mask is None else as_list(mask), training=training,
+                                            tape=self._tape)
         return outs if len(outs) > 1 else outs[0]
 
     def backward(self, dout):
