@@ -35,13 +35,14 @@ _GELU_C = float(np.float32(1.0 / math.sqrt(2.0)))
 
 # ---- logistic family ----------------------------------------------------------------------------
 def sigmoid(x):
-    # Split by sign so that exp never overflows.
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
+    # 1 / (1 + exp(-x)) in place on one array. For x < -88 (float32) exp overflows to inf and the
+    # result is 0 where the true value is below 1e-38: an absolute error under the smallest normal.
+    # (A sign-split version with boolean indexing was 69% of EfficientNetB0's time.)
+    out = np.negative(np.asarray(x))
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
 
 
 def softplus(x):
@@ -219,21 +220,23 @@ class ParametricReLU:
         self._slope = float(np.float32(self.negative_slope)) if leaky else self.negative_slope
 
     def forward(self, x):
-        y = np.where(x > self._cut, x, 0).astype(x.dtype)
+        zero = x.dtype.type(0)
+        # The plain relu is one np.maximum pass (it was a third of the CNN grid's time as np.where).
+        y = np.maximum(x, zero) if self._cut == 0.0 else np.where(x > self._cut, x, zero)
         if self._cap is not None:
-            y = np.minimum(y, self._cap)
+            np.minimum(y, x.dtype.type(self._cap), out=y)
         if self.negative_slope != 0.0:
             y = y - self._slope * np.maximum(self.threshold - x, 0)
-        return y.astype(x.dtype)
+        return y.astype(x.dtype, copy=False)
 
     def backward(self, x, y, dy):
         slope = x > self._cut
         if self._cap is not None:
             slope &= x < self._cap
-        grad = slope.astype(x.dtype)
-        if self.negative_slope != 0.0:
-            grad = grad + self._slope * (x < self.threshold)
-        return (dy * grad).astype(x.dtype)
+        if self.negative_slope == 0.0:
+            return np.where(slope, dy, x.dtype.type(0)).astype(x.dtype, copy=False)
+        grad = slope.astype(x.dtype) + self._slope * (x < self.threshold)
+        return (dy * grad).astype(x.dtype, copy=False)
 
 
 # ---- softmax family (over an axis) --------------------------------------------------------------

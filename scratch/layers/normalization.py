@@ -126,14 +126,15 @@ class BatchNormalization(Layer):
             mean = w["moving_mean"].reshape(stat_shape)
             var = w["moving_variance"].reshape(stat_shape)
             weight = count = None
-            centered = x - mean
+            centered = None   # only backward needs x - mean: it is formed there, not on every predict
 
         rstd = 1.0 / np.sqrt(var + self.epsilon)
         inv = rstd if gamma is None else rstd * gamma
         shift = -mean * inv if beta is None else beta - mean * inv
-        y = x * inv + shift
-        self._cache = (batch, reduce_axes, centered, rstd, gamma, weight, count)
-        return y.astype(self.dtype)
+        y = x * inv   # TF's fused form x * inv + (beta - mean * inv), in place: one pass, one array
+        y += shift
+        self._cache = (batch, reduce_axes, (x, mean) if centered is None else centered, rstd, gamma, weight, count)
+        return y.astype(self.dtype, copy=False)
 
     def _mask_weights(self, mask, x, axis, reduce_axes):
         """Per-element weight (1, or the 0/1 mask broadcast over the last axis) and the divisor N."""
@@ -146,6 +147,9 @@ class BatchNormalization(Layer):
 
     def backward(self, dout):
         batch, reduce_axes, centered, rstd, gamma, weight, count = self._cache
+        if isinstance(centered, tuple):
+            x, mean = centered
+            centered = x - mean
         dy = self.cast(dout)
         xhat = centered * rstd
         if self.scale:
