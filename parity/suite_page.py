@@ -153,6 +153,7 @@ def write_index(folder, data, manifest, assets, *, head, tables, table_html, lay
         if hs:
             plot_history(os.path.join(img, f"history_{kind}.png"), hs, f"Training curves: {kind}s (MANIFEST history)")
             parts.append(_fold(f"Training curves ({kind}s)", _img(f"history_{kind}.png", f"{kind} history")))
+    parts += bench_section(os.path.join(folder, "bench.json"), table_html)
     tables_ = []
     for n in order:
         for suffix, res in layer_parts(models[n]).items():
@@ -161,6 +162,33 @@ def write_index(folder, data, manifest, assets, *, head, tables, table_html, lay
                                  layer_table(res), open_=not res["passed"]))
     parts += ["<h2>Per-layer tables</h2>", f"<p class='legend'>{_esc(LEGEND)}</p>"] + tables_
     return parts
+
+
+def bench_section(path, table_html):
+    """The latest ``make bench`` (reports/bench.json), when there is one: speed is reported, never asserted."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            bench = json.load(f)
+    except (OSError, ValueError):
+        return ["<h2>Speed</h2><p>no reports/bench.json yet: run <code>make bench</code>.</p>"]
+    rows = []
+    for c in bench.get("cases", []):
+        ratio = c.get("ratio")
+        rows.append([c.get("case", "?"), _num(c.get("scratch_s")), _num(c.get("keras_s")), _num(ratio, 2),
+                     _num(c.get("target"), 2), _num(c.get("scratch_peak_mb"), 0), _num(c.get("keras_peak_mb"), 0),
+                     "met" if c.get("met") else ("not met" if ratio is not None else c.get("status", ""))])
+    head = (f"{bench.get('time', '')}, mode {bench.get('mode', '?')}, load average {bench.get('load_before', '?')} "
+            f"before and {bench.get('load_after', '?')} after; ratio = scratch s / Keras s, medians of interleaved runs")
+    return ["<h2>Speed (latest make bench)</h2>", f"<p>{_esc(head)}</p>",
+            _fold(f"{sum(r[-1] == 'met' for r in rows)} of {len(rows)} cases meet their target",
+                  table_html(["case", "scratch s", "Keras s", "ratio", "target", "scratch peak MB", "Keras peak MB",
+                              "target"], rows, ["ok" if r[-1] == "met" else "fail" for r in rows]))]
+
+
+def _num(x, digits=3):
+    return "" if x is None else f"{x:.{digits}f}"
 
 
 def layer_parts(r):

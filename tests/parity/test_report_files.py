@@ -20,3 +20,18 @@ def test_atomic_writes_are_0644_even_under_a_strict_umask(tmp_path):
     assert _mode(tmp_path / "parity.md") == 0o644
     assert _mode(tmp_path / "parity.xml") == 0o644
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+
+
+def test_the_suite_page_shows_the_latest_bench(tmp_path):
+    import json
+
+    from parity.suite_page import bench_section
+
+    assert "run <code>make bench</code>" in "".join(bench_section(str(tmp_path / "bench.json"), None))
+    (tmp_path / "bench.json").write_text(json.dumps({"mode": "default", "cases": [
+        {"case": "conv", "scratch_s": 0.5, "keras_s": 1.0, "ratio": 0.5, "target": 0.8, "met": True},
+        {"case": "vgg16", "scratch_s": 2.0, "keras_s": 1.0, "ratio": 2.0, "target": 0.8, "met": False}]}))
+    table = lambda headers, rows, classes: repr((rows, classes))   # noqa: E731
+    html = "".join(bench_section(str(tmp_path / "bench.json"), table))
+    assert "1 of 2 cases meet their target" in html
+    assert "'2.00', '0.80'" in html and "'not met'" in html and "['ok', 'fail']" in html
