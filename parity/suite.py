@@ -88,10 +88,10 @@ def per_layer(ctx, source, x):
 
     path, config = source
     kr = ctx.kr
+    smodel = scratch.load(path, config=config)   # Keras gets the file only once it is cleared (load_model)
     kmodel = kr.load_model(path, config)
     infos = kr.layer_infos(kmodel)
     keras_out = kr.intermediate_outputs(kmodel, x)
-    smodel = scratch.load(path, config=config)
     trace = smodel.trace(x)
     truth = scratch.load(path, config=config).to_dtype("float64").trace(x)
     res = cmp.compare_layers(keras_out, trace, infos, truth=truth)
@@ -280,6 +280,7 @@ def _selected(manifest, patterns):
 
 
 def run_suite(args):
+    import scratch
     from .cli import BadInput
 
     t_start = time.perf_counter()
@@ -300,16 +301,18 @@ def run_suite(args):
         t0 = time.perf_counter()
         bad = entry.verify_checksums()
         if bad:
-            results[name] = dict(kind=entry.kind, failures=bad, checksums_ok=False)
+            results[name] = dict(kind=entry.kind, failures=bad, checksums_ok=False, unreadable="checksum")
         else:
             try:
                 fn = evaluate_captioner if entry.kind == "captioner" else evaluate_classifier
                 results[name] = fn(ctx, entry)
             except cmp.SampleOrderError as exc:
                 results[name] = dict(kind=entry.kind, failures=[f"sample order guard: {exc}"])
+            except scratch.ScratchError as exc:   # a file the engine refuses: no parity computed for it
+                results[name] = dict(kind=entry.kind, failures=[f"unreadable input: {exc}"], unreadable="input")
             except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
-                results[name] = dict(kind=entry.kind, failures=[f"{type(exc).__name__}: {exc}"],
-                                     traceback=traceback.format_exc())
+                results[name] = dict(kind=entry.kind, failures=[f"internal error: {type(exc).__name__}: {exc}"],
+                                     traceback=traceback.format_exc(), unreadable="internal error")
             results[name]["checksums_ok"] = True
         results[name]["seconds"] = time.perf_counter() - t0
         results[name]["passed"] = not results[name]["failures"]
@@ -333,6 +336,10 @@ def run_suite(args):
     print_summary(data)
     print(f"parity run: {'PASS' if data['passed'] else 'FAIL'}: {sum(r['passed'] for r in results.values())}/"
           f"{len(results)} models; reports in {args.report}/ ({time.perf_counter() - t_start:.0f} s)")
+    unreadable = [f"{n} ({r['unreadable']})" for n, r in results.items() if r.get("unreadable")]
+    if unreadable:   # the exit-code contract: 1 only when parity was computed and failed
+        raise BadInput(f"{len(unreadable)} model(s) could not be checked (see {args.report}/parity.md): "
+                       + ", ".join(unreadable))
     return 0 if data["passed"] else 1
 
 

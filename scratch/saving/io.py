@@ -424,7 +424,10 @@ def clear_for_keras(path, config=None, max_bytes=DEFAULT_MAX_BYTES, folder=None)
     """
     folder = Path(folder or tempfile.mkdtemp(prefix="parity-cleared-"))
     kind = _sniff(Path(path))
-    copy = folder / ("model.keras" if kind == "zip" else "model.h5")
+    name = "model.keras" if kind == "zip" else "model.h5"
+    if config is not None and str(path).endswith(".weights.h5"):   # Keras 3 picks its weights reader by name
+        name = "model.weights.h5"
+    copy = folder / name
     shutil.copyfile(path, copy)
     cfg_copy = None
     if config is not None:
