@@ -145,7 +145,7 @@ def run_case(case, max_bytes, mem_limit, timeout):
         return result
 
 
-def plan(cases, cli, only=None):
+def plan(cases, cli, only=None, cli_classes=None):
     """(class, index, cli) triples: round-robin over the classes, then ``cli`` CLI cases."""
     if only:
         out = []
@@ -155,11 +155,12 @@ def plan(cases, cli, only=None):
         return out
     classes = list(fuzz_cases.GENERATORS)
     api = [(classes[k % len(classes)], k // len(classes), False) for k in range(cases)]
-    cli_classes = [c for c in classes if c not in ("inputs", "graph")]
+    cli_classes = cli_classes or [c for c in classes if c not in ("inputs", "graph")]
     return api + [(cli_classes[k % len(cli_classes)], 10_000 + k // len(cli_classes), True) for k in range(cli)]
 
 
-def run(cases=2000, cli=0, max_bytes=512 * 1024 ** 2, mem_limit=2 * GIB, timeout=30.0, only=None, out=print):
+def run(cases=2000, cli=0, max_bytes=512 * 1024 ** 2, mem_limit=2 * GIB, timeout=30.0, only=None, out=print,
+        cli_classes=None):
     """Run the plan; returns (table rows per class, failures)."""
     import warnings
 
@@ -169,7 +170,7 @@ def run(cases=2000, cli=0, max_bytes=512 * 1024 ** 2, mem_limit=2 * GIB, timeout
     warnings.filterwarnings("ignore", message="Duplicate name")   # the zip generator writes them on purpose
     seeds = fuzz_cases.load_seeds()
     table, failures = {}, []
-    for cls, index, is_cli in plan(cases, cli, only):
+    for cls, index, is_cli in plan(cases, cli, only, cli_classes):
         case = fuzz_cases.make_case(cls, index, seeds, cli=is_cli)
         result = run_case(case, max_bytes, mem_limit, timeout * (3 if is_cli else 1))
         key = ("cli-" if is_cli else "") + cls
@@ -199,12 +200,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m parity.fuzz", description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=2000, help="API cases, round-robin over the classes (default 2000)")
     p.add_argument("--cli", type=int, default=0, help="also run N cases through `parity check` (default 0)")
+    p.add_argument("--cli-classes", help="comma-separated classes for the CLI cases (default: all file classes)")
     p.add_argument("--only", help="replay cases: CLASS:INDEX[,cli-CLASS:INDEX...]")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per API case (CLI: 3x; default 30)")
     p.add_argument("--mem-limit", type=float, default=2.0, help="GiB of address space per case (default 2)")
     p.add_argument("--max-bytes", type=int, default=512 * 1024 ** 2, help="scratch.load(max_bytes=) (default 512 MiB)")
     args = p.parse_args(argv)
-    _, failures = run(args.cases, args.cli, args.max_bytes, int(args.mem_limit * GIB), args.timeout, args.only)
+    classes = args.cli_classes.split(",") if args.cli_classes else None
+    _, failures = run(args.cases, args.cli, args.max_bytes, int(args.mem_limit * GIB), args.timeout, args.only,
+                      cli_classes=classes)
     return 1 if failures else 0
 
 
