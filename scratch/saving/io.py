@@ -438,8 +438,22 @@ def clear_for_keras(path, config=None, max_bytes=DEFAULT_MAX_BYTES, folder=None)
     other = zipfile.is_zipfile(copy) if kind == "hdf5" else h5py.is_hdf5(str(copy))
     if other:
         raise ModelFileError(f"{path}: the file is both an HDF5 file and a zip archive; refusing an ambiguous file")
-    load(copy, config=cfg_copy, max_bytes=max_bytes)
+    try:
+        load(copy, config=cfg_copy, max_bytes=max_bytes)
+    except ScratchError as exc:   # name the user's files, not the private copies
+        _rename(exc, {str(copy): str(path), **({str(cfg_copy): str(config)} if cfg_copy else {})})
+        raise
     return copy, cfg_copy, kind
+
+
+def _rename(exc, names):
+    def fix(text):
+        for old, new in names.items():
+            text = text.replace(old, new)
+        return text
+    exc.args = tuple(fix(a) if isinstance(a, str) else a for a in exc.args)
+    if getattr(exc, "source", None):
+        exc.source = fix(str(exc.source))
 
 
 __all__ = ["load", "clear_for_keras", "sniff"]
