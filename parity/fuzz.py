@@ -170,7 +170,9 @@ def run(cases=2000, cli=0, max_bytes=512 * 1024 ** 2, mem_limit=2 * GIB, timeout
     warnings.filterwarnings("ignore", message="Duplicate name")   # the zip generator writes them on purpose
     seeds = fuzz_cases.load_seeds()
     table, failures = {}, []
-    for cls, index, is_cli in plan(cases, cli, only, cli_classes):
+    todo = plan(cases, cli, only, cli_classes)
+    t0 = time.perf_counter()
+    for done, (cls, index, is_cli) in enumerate(todo, 1):
         case = fuzz_cases.make_case(cls, index, seeds, cli=is_cli)
         result = run_case(case, max_bytes, mem_limit, timeout * (3 if is_cli else 1))
         key = ("cli-" if is_cli else "") + cls
@@ -179,6 +181,11 @@ def run(cases=2000, cli=0, max_bytes=512 * 1024 ** 2, mem_limit=2 * GIB, timeout
         row["max_s"] = max(row.get("max_s", 0.0), result["seconds"])
         if result["outcome"] not in ACCEPTED:
             failures.append(dict(case=f"{key}:{index}", note=case.note, **result))
+            print(f"  FAILED {key}:{index} ({case.note}): {result['outcome']}: {result.get('site', '')}",
+                  file=sys.stderr, flush=True)
+        if done % 100 == 0:
+            print(f"  {done}/{len(todo)} cases, {len(failures)} failed, {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
     out(format_table(table))
     for f in failures:
         out(f"FAILED {f['case']} ({f['note']}): {f['outcome']}: {f.get('site', '')} {f.get('message', '')[:160]}")
