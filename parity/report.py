@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from .compare import LEGEND, overrides_line
 from .plots import (plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters,
                     plot_history)
 
@@ -23,6 +24,7 @@ def write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)   # mkstemp makes 0600; reports are read by artifact servers running as other users
     os.replace(tmp, path)
 
 
@@ -52,6 +54,12 @@ def write_junit(path, model, result, elapsed):
             from .compare import _reason
 
             ET.SubElement(case, "failure", message=f"{r['name']} diverges from Keras").text = _reason(r)
+    props = ET.Element("properties")
+    overrides = result.get("tolerance_overrides") or {}
+    ET.SubElement(props, "property", name="tolerance", value="overridden" if overrides else "policy")
+    for key, value in overrides.items():
+        ET.SubElement(props, "property", name=f"tolerance.{key}_override", value=repr(value))
+    suite.insert(0, props)
     root = ET.Element("testsuites", tests=str(len(rows)), failures=str(failures))
     root.append(suite)
     write_atomic(path, ET.tostring(root, encoding="unicode"))
@@ -79,14 +87,14 @@ def layer_rows(result):
         t = r.get("truth") or {}
         rows.append([r["depth"], r["name"], r["class_name"], "x".join(str(d) for d in r["shape"]), r["reduction"],
                      _e(r.get("max_abs")), _e(r.get("max_rel")), _e(r.get("mean_abs")), _f(r.get("eps_units")),
-                     _f(100 * r["frac_beyond"]) if "frac_beyond" in r else "", _e(r.get("atol")),
+                     _f(100 * r["frac_beyond"]) if "frac_beyond" in r else "", _e(r.get("atol")), _f(r.get("headroom")),
                      _e(t.get("keras_max_abs")), _e(t.get("scratch_max_abs")), t.get("further", ""),
                      "ok" if r["passed"] else "FAIL"])
     return rows
 
 
 LAYER_HEADERS = ["#", "layer", "class", "shape", "reduction", "max abs", "max rel", "mean abs", "eps units",
-                 "% beyond", "atol used", "Keras vs f64", "scratch vs f64", "further from truth", "status"]
+                 "% beyond", "atol used", "err/tol", "Keras vs f64", "scratch vs f64", "further from truth", "status"]
 
 
 def _e(x):
@@ -115,8 +123,10 @@ def write_check_report(folder, model, result, env, *, inputs, samples):
     data = dict(model=str(model), inputs=inputs, samples=samples, environment=env, result=result)
     write_atomic(os.path.join(folder, "parity.json"), to_json(data))
     verdict = "PASS" if result["passed"] else f"FAIL (first diverging layer: {result['first_diverging']})"
+    tol_line = overrides_line(result.get("tolerance_overrides"))
     md = [f"# parity check: {model}", "", f"**{verdict}**", "", f"inputs: {inputs}, samples: {samples}, "
-          f"oneDNN: {env.get('onednn_enabled')}", "", md_table(LAYER_HEADERS, layer_rows(result))]
+          f"oneDNN: {env.get('onednn_enabled')}", "", f"**{tol_line}**", "", md_table(LAYER_HEADERS, layer_rows(result)),
+          "", LEGEND]
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
     plot_error_vs_depth(os.path.join(folder, "img", "error_vs_depth.png"), {os.path.basename(str(model)): result})
     has_truth = plot_error_budget(os.path.join(folder, "img", "error_budget.png"), result, "float64 error budget")
@@ -124,9 +134,11 @@ def write_check_report(folder, model, result, env, *, inputs, samples):
     body = (f"<p class='{'pass' if result['passed'] else 'failw'}'>{html.escape(verdict)}</p>"
             f"<p>inputs: {html.escape(str(inputs))}; samples: {samples}; TF {env.get('tensorflow')}, "
             f"Keras {env.get('keras')}, oneDNN on: {env.get('onednn_enabled')}</p>"
+            f"<p class='{'failw' if result.get('tolerance_overrides') else ''}'>{html.escape(tol_line)}</p>"
             "<img src='img/error_vs_depth.png' alt='error vs depth'>"
             + ("<img src='img/error_budget.png' alt='error budget'>" if has_truth else "")
-            + html_table(LAYER_HEADERS, layer_rows(result), cls))
+            + html_table(LAYER_HEADERS, layer_rows(result), cls)
+            + f"<p class='legend'>{html.escape(LEGEND)}</p>")
     write_atomic(os.path.join(folder, "index.html"), page(f"parity check: {os.path.basename(str(model))}", body))
 
 
