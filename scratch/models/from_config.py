@@ -44,7 +44,7 @@ def model_from_config(model_cfg, flavor="keras3", source=None, check=True, max_b
         if problems:
             raise UnsupportedLayerError(problems, source)
         model_cfg = schema.normalize_model(model_cfg, label)
-        problems = registry.check_model_config(model_cfg)
+        problems = registry.check_model_config(model_cfg, code_checked=True)
         kind = model_cfg.get("class_name")
         if kind not in registry.MODEL_CLASSES:
             problems.insert(0, (str(model_cfg["config"].get("name", "?")), kind, "not a Sequential or Functional model"))
@@ -247,8 +247,10 @@ def _cycle(deps, indegree, pending):
         seen[i] = len(path)
         path.append(i)
         i = next(j for j in deps[i] if indegree[j] > 0)
-    loop = path[seen[i]:] + [i]
-    return [f"{pending[j].layer.name}@{pending[j].index}" for j in reversed(loop)]
+    loop = [f"{pending[j].layer.name}@{pending[j].index}" for j in reversed(path[seen[i]:] + [i])]
+    if len(loop) > 10:   # a long cycle: its ends and its length, not 3,000 names on one line
+        loop = loop[:5] + [f"... ({len(loop) - 1} calls in the cycle) ..."] + loop[-3:]
+    return loop
 
 
 def _legacy_node(node_data, layer, offset):

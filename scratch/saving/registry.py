@@ -78,8 +78,8 @@ def _as_object(value):
     """A dict, or a list of ``[key, value]`` pairs (which ``dict()`` would accept) as a dict; else None."""
     if isinstance(value, dict):
         return value
-    if (isinstance(value, list) and value and all(isinstance(p, (list, tuple)) and len(p) == 2
-                                                  and isinstance(p[0], str) for p in value)):
+    if (isinstance(value, list) and value and isinstance(value[0], (list, tuple)) and len(value[0]) == 2
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) for p in value)):
         return dict(value)
     return None
 
@@ -89,7 +89,16 @@ def _object_name(obj, path):
     for name in (obj.get("name"), cfg.get("name") if isinstance(cfg, dict) else None):
         if isinstance(name, str):
             return name
-    return path or "config"
+    return _path_text(path) or "config"
+
+
+def _path_text(path):
+    """``layers[2].config`` from the linked ``(parent, key)`` pairs the walk keeps (built only when needed)."""
+    parts = []
+    while path is not None:
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return "".join(reversed(parts)).lstrip(".")
 
 
 def code_problems(tree):
@@ -97,9 +106,11 @@ def code_problems(tree):
     a module: a layer, an activation, a call argument inside ``inbound_nodes``, an operation node's
     config, in any shape (dicts, ``[key, value]`` pair lists, nested models). Iterative, so it runs
     before (and whatever) the shape check says; an offender's insides are not reported again."""
-    problems, stack = [], [(tree, "")]
+    problems, stack = [], [(tree, None)]
     while stack:
         value, path = stack.pop()
+        if not isinstance(value, (dict, list)):
+            continue
         obj = _as_object(value)
         if obj is not None:
             if "class_name" in obj or "module" in obj or "registered_name" in obj:
@@ -108,20 +119,19 @@ def code_problems(tree):
                     cls = obj.get("class_name")
                     problems.append((_object_name(obj, path), cls if isinstance(cls, str) else repr(cls), reason))
                     continue
-            items = list(obj.items())
-            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in reversed(items))
-        elif isinstance(value, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+            stack.extend((v, (path, k)) for k, v in reversed(list(obj.items())))
+        else:
+            stack.extend((v, (path, i)) for i, v in reversed(list(enumerate(value))))
     return problems
 
 
-def check_model_config(model_cfg):
+def check_model_config(model_cfg, code_checked=False):
     """Every ``(layer_name, class_name, reason)`` the engine refuses or lacks, nested models included.
 
     Objects that would run code are found by ``code_problems`` on the raw tree, whatever its shape;
     only when there are none is the layer check run, on the config ``schema.normalize_model``
     checked (``normalize``), so that it can rely on the shape."""
-    problems = code_problems(model_cfg)
+    problems = [] if code_checked else code_problems(model_cfg)
     if problems:
         return problems
     _check_layers(_layer_configs(model_cfg), problems, prefix="")

@@ -210,8 +210,9 @@ class _Walk:
 
 
 def normalize_model(cfg, label):
-    """A checked copy of a model config in the shape the builder reads (see the module docstring)."""
-    check_depth(cfg, label)
+    """A checked copy of a model config in the shape the builder reads (see the module docstring).
+
+    The caller has bounded its depth (``check_depth``): the walk recurses along models and layers."""
     return _Walk(label).model(cfg, "")
 
 
