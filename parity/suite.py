@@ -88,8 +88,9 @@ def per_layer(ctx, source, x):
 
     path, config = source
     kr = ctx.kr
-    smodel = scratch.load(path, config=config)   # Keras gets the file only once it is cleared (load_model)
-    kmodel = kr.load_model(path, config)
+    budget = getattr(ctx.args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
+    smodel = scratch.load(path, config=config, max_bytes=budget)   # Keras gets the file once cleared (load_model)
+    kmodel = kr.load_model(path, config, max_bytes=budget)
     infos = kr.layer_infos(kmodel)
     keras_out = kr.intermediate_outputs(kmodel, x)
     trace = smodel.trace(x)
