@@ -422,6 +422,7 @@ def clear_for_keras(path, config=None, max_bytes=DEFAULT_MAX_BYTES, folder=None)
     is refused. Returns ``(model_path, config_path_or_None, kind)`` inside ``folder``.
     """
     folder = Path(folder or tempfile.mkdtemp(prefix="parity-cleared-"))
+    folder.mkdir(parents=True, exist_ok=True)
     kind = _sniff(Path(path))
     name = "model.keras" if kind == "zip" else "model.h5"
     if config is not None and str(path).endswith(".weights.h5"):   # Keras 3 picks its weights reader by name

@@ -165,3 +165,26 @@ def test_hostile_predict_inputs_are_refused(text_model, x, match):
 
 def test_ids_within_int32_still_run(text_model):
     assert text_model.predict(np.full((2, 6), 3, np.int64)).shape == (2, 2)
+
+
+def test_polyglot_hdf5_and_zip_is_refused_before_keras(tmp_path):
+    """An HDF5 file with a .keras archive appended: h5py reads the first, zipfile the second (from the
+    end), so each library would see a different model. The gate in front of Keras refuses it."""
+    from scratch.saving.io import clear_for_keras
+
+    path = tmp_path / "both.h5"
+    path.write_bytes((SEEDS / "k3_mlp.h5").read_bytes() + (SEEDS / "k3_mlp.keras").read_bytes())
+    assert zipfile.is_zipfile(path) and h5py.is_hdf5(str(path))
+    scratch.load(path)   # the engine alone reads it as the HDF5 file it starts as
+    with pytest.raises(ModelFileError, match=r"both\.h5: the file is both an HDF5 file and a zip archive"):
+        clear_for_keras(path, folder=tmp_path / "cleared")
+
+
+def test_clear_for_keras_names_the_copy_by_its_bytes(tmp_path):
+    from scratch.saving.io import clear_for_keras
+
+    path = tmp_path / "actually_a_zip.h5"
+    shutil.copy(SEEDS / "k3_mlp.keras", path)
+    (tmp_path / "cleared").mkdir()
+    copy, config, kind = clear_for_keras(path, folder=tmp_path / "cleared")
+    assert kind == "zip" and copy.name == "model.keras" and config is None
