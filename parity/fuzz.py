@@ -96,17 +96,22 @@ def run_cli(case, folder, max_bytes):
     return dict(outcome=f"exit{rc}")
 
 
-def run_case(case, max_bytes, mem_limit, timeout):
-    """Write the case's files, fork, run it under limits; the result dict (with ``seconds``)."""
-    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
-        folder = Path(tmp)
+class _Child:
+    """One case running in a forked child: its pipe, deadline and the bytes it has written so far."""
+
+    def __init__(self, case, max_bytes, mem_limit, timeout):
+        self.case, self.mem_limit = case, mem_limit
+        self.tmp = tempfile.TemporaryDirectory(prefix="fuzz-")
+        folder = Path(self.tmp.name)
         for name, data in case.files.items():
             (folder / name).write_bytes(data if isinstance(data, bytes) else data.encode())
-        r, w = os.pipe()
-        t0 = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:   # the child: limits first, then the case; never returns
-            os.close(r)
+        self.r, w = os.pipe()
+        self.t0 = time.perf_counter()
+        self.deadline = self.t0 + timeout
+        self.chunks = []
+        self.pid = os.fork()
+        if self.pid == 0:   # the child: limits first, then the case; never returns
+            os.close(self.r)
             code = 0
             try:
                 limit = mem_limit * (4 if case.cli else 1)   # TensorFlow reserves address space it never touches
@@ -118,31 +123,60 @@ def run_case(case, max_bytes, mem_limit, timeout):
             finally:
                 os._exit(code)
         os.close(w)
-        chunks, deadline = [], t0 + timeout
-        while True:
-            left = deadline - time.perf_counter()
-            ready, _, _ = select.select([r], [], [], max(left, 0))
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                os.close(r)
-                return dict(outcome="timeout", seconds=timeout)
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(r)
-        _, status, usage = os.wait4(pid, 0)
-        seconds = time.perf_counter() - t0
-        rss = usage.ru_maxrss * 1024
-        if not chunks:
+
+    def kill(self):
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self._close()
+        return dict(outcome="timeout", seconds=time.perf_counter() - self.t0)
+
+    def finish(self):
+        _, status, usage = os.wait4(self.pid, 0)
+        self._close()
+        seconds = time.perf_counter() - self.t0
+        if not self.chunks:
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             return dict(outcome="crash", site=f"child died (signal {sig}, status {status})", seconds=seconds)
-        result = json.loads(b"".join(chunks))
-        if rss > mem_limit and result["outcome"] in ACCEPTED:
+        result = json.loads(b"".join(self.chunks))
+        rss = usage.ru_maxrss * 1024
+        if rss > self.mem_limit and result["outcome"] in ACCEPTED:
             result = dict(outcome="memory", site=f"resident {rss / GIB:.2f} GiB")
         result["seconds"] = seconds
         return result
+
+    def _close(self):
+        os.close(self.r)
+        self.tmp.cleanup()
+
+
+def run_cases(cases, max_bytes, mem_limit, timeout, jobs=1):
+    """Yield ``(case, result)`` for each case, ``jobs`` children at a time, each under its limits."""
+    todo, running = list(cases), {}
+    while todo or running:
+        while todo and len(running) < jobs:
+            case = todo.pop(0)
+            child = _Child(case, max_bytes, mem_limit, timeout * (3 if case.cli else 1))
+            running[child.r] = child
+        now = time.perf_counter()
+        wait = max(0.0, min(c.deadline for c in running.values()) - now)
+        ready, _, _ = select.select(list(running), [], [], wait)
+        for fd in ready:
+            child = running[fd]
+            chunk = os.read(fd, 1 << 16)
+            if chunk:
+                child.chunks.append(chunk)
+            else:
+                del running[fd]
+                yield child.case, child.finish()
+        now = time.perf_counter()
+        for fd in [fd for fd, c in running.items() if c.deadline <= now]:
+            child = running.pop(fd)
+            yield child.case, child.kill()
+
+
+def run_case(case, max_bytes, mem_limit, timeout):
+    """One case in a forked child under limits: its result dict (with ``seconds``)."""
+    return next(run_cases([case], max_bytes, mem_limit, timeout))[1]
 
 
 def plan(cases, cli, only=None, cli_classes=None):
@@ -160,7 +194,7 @@ def plan(cases, cli, only=None, cli_classes=None):
 
 
 def run(cases=2000, cli=0, max_bytes=512 * 1024 ** 2, mem_limit=2 * GIB, timeout=30.0, only=None, out=print,
-        cli_classes=None):
+        cli_classes=None, jobs=1):
     """Run the plan; returns (table rows per class, failures)."""
     import warnings
 
@@ -172,16 +206,15 @@ def run(cases=2000, cli=0, max_bytes=512 * 1024 ** 2, mem_limit=2 * GIB, timeout
     table, failures = {}, []
     todo = plan(cases, cli, only, cli_classes)
     t0 = time.perf_counter()
-    for done, (cls, index, is_cli) in enumerate(todo, 1):
-        case = fuzz_cases.make_case(cls, index, seeds, cli=is_cli)
-        result = run_case(case, max_bytes, mem_limit, timeout * (3 if is_cli else 1))
-        key = ("cli-" if is_cli else "") + cls
+    built = (fuzz_cases.make_case(cls, index, seeds, cli=is_cli) for cls, index, is_cli in todo)
+    for done, (case, result) in enumerate(run_cases(built, max_bytes, mem_limit, timeout, jobs), 1):
+        key = ("cli-" if case.cli else "") + case.cls
         row = table.setdefault(key, {})
         row[result["outcome"]] = row.get(result["outcome"], 0) + 1
         row["max_s"] = max(row.get("max_s", 0.0), result["seconds"])
         if result["outcome"] not in ACCEPTED:
-            failures.append(dict(case=f"{key}:{index}", note=case.note, **result))
-            print(f"  FAILED {key}:{index} ({case.note}): {result['outcome']}: {result.get('site', '')}",
+            failures.append(dict(case=f"{key}:{case.index}", note=case.note, **result))
+            print(f"  FAILED {key}:{case.index} ({case.note}): {result['outcome']}: {result.get('site', '')}",
                   file=sys.stderr, flush=True)
         if done % 100 == 0:
             print(f"  {done}/{len(todo)} cases, {len(failures)} failed, {time.perf_counter() - t0:.0f} s",
@@ -209,13 +242,14 @@ def main(argv=None):
     p.add_argument("--cli", type=int, default=0, help="also run N cases through `parity check` (default 0)")
     p.add_argument("--cli-classes", help="comma-separated classes for the CLI cases (default: all file classes)")
     p.add_argument("--only", help="replay cases: CLASS:INDEX[,cli-CLASS:INDEX...]")
+    p.add_argument("--jobs", type=int, default=1, help="cases running at once (default 1)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per API case (CLI: 3x; default 30)")
     p.add_argument("--mem-limit", type=float, default=2.0, help="GiB of address space per case (default 2)")
     p.add_argument("--max-bytes", type=int, default=512 * 1024 ** 2, help="scratch.load(max_bytes=) (default 512 MiB)")
     args = p.parse_args(argv)
     classes = args.cli_classes.split(",") if args.cli_classes else None
     _, failures = run(args.cases, args.cli, args.max_bytes, int(args.mem_limit * GIB), args.timeout, args.only,
-                      cli_classes=classes)
+                      cli_classes=classes, jobs=args.jobs)
     return 1 if failures else 0
 
 

@@ -182,6 +182,11 @@ def _build_functional(config, flavor, source):
                 args = _keras3_struct(node_data.get("args", []), offset)
                 kwargs = _keras3_struct(node_data.get("kwargs", {}), offset)
                 pending.append(Node(layer, k, args, kwargs, auto_mask="keras3"))
+    for n in pending:   # shape inference and the run hand args[0] to the layer: it must be tensors
+        first = n.args[0] if n.args else None
+        if not _is_tensors(first):
+            raise GraphError(f"{model_name}: layer '{n.layer.name}' call {n.index} must take a tensor (or a list of "
+                             f"tensors) as its first argument. Received: {type(first).__name__}")
     inputs = _io_refs(config.get("input_layers", []), offset)
     outputs = _io_refs(config.get("output_layers", []), offset)
     for r in inputs:
@@ -194,6 +199,12 @@ def _build_functional(config, flavor, source):
         if (r[0], r[1]) not in produced:
             raise GraphError(f"{model_name}: output {tuple(r)} is not produced by the graph")
     return Model(config.get("name", "functional"), layers, ordered, inputs, outputs, source=source)
+
+
+def _is_tensors(value):
+    if isinstance(value, Ref):
+        return True
+    return isinstance(value, list) and bool(value) and all(_is_tensors(v) for v in value)
 
 
 def _place(pending, layers, by_name, model_name):

@@ -20,6 +20,7 @@ ONCE_FAILED = [
     "h5_struct:6", "config_targeted:5", "config_targeted:3", "config_targeted:63", "inputs:10", "code:45",
     "h5_struct:15",
     "graph:10", "graph:13",   # 3,000-layer graphs shuffled and reversed: the old quadratic sweep ran past 30 s
+    "config_random:66", "config_random:86",   # found on the new engine: a layer called on no tensor (KeyError)
 ]
 
 
