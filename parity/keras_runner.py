@@ -85,7 +85,7 @@ def load_model(path, config=None, max_bytes=None):
     provides the weights, as in ``scratch.load``: a weights file, or a full model of a larger graph
     whose same-named layers hold them (a captioner's step model inside its training model).
 
-    Keras never sees a file the engine has not cleared: ``scratch.saving.io.clear_for_keras``
+    Keras never sees a file the engine has not cleared: ``scratch.saving.gate.clear_for_keras``
     copies the file (and config), loads the copy with the engine (which refuses Lambda layers and
     foreign modules anywhere in any config shape, and every malformed file) and names it by its
     format; Keras then loads that copy, in safe mode (Keras 3's ``safe_mode=True``; tf_keras's
@@ -94,7 +94,7 @@ def load_model(path, config=None, max_bytes=None):
     """
     import tempfile
 
-    from scratch.saving.io import clear_for_keras
+    from scratch.saving.gate import clear_for_keras
 
     kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
     with tempfile.TemporaryDirectory(prefix="parity-cleared-") as folder:

@@ -170,7 +170,7 @@ def test_ids_within_int32_still_run(text_model):
 def test_polyglot_hdf5_and_zip_is_refused_before_keras(tmp_path):
     """An HDF5 file with a .keras archive appended: h5py reads the first, zipfile the second (from the
     end), so each library would see a different model. The gate in front of Keras refuses it."""
-    from scratch.saving.io import clear_for_keras
+    from scratch.saving.gate import clear_for_keras
 
     path = tmp_path / "both.h5"
     path.write_bytes((SEEDS / "k3_mlp.h5").read_bytes() + (SEEDS / "k3_mlp.keras").read_bytes())
@@ -181,7 +181,7 @@ def test_polyglot_hdf5_and_zip_is_refused_before_keras(tmp_path):
 
 
 def test_clear_for_keras_names_the_copy_by_its_bytes(tmp_path):
-    from scratch.saving.io import clear_for_keras
+    from scratch.saving.gate import clear_for_keras
 
     path = tmp_path / "actually_a_zip.h5"
     shutil.copy(SEEDS / "k3_mlp.keras", path)
