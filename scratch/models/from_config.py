@@ -62,9 +62,16 @@ def model_from_config(model_cfg, flavor="keras3", source=None, check=True, max_b
             model.build(build_shape or config.get("build_input_shape"))
         except ScratchError:
             raise
+        except KeyError as exc:   # shape inference met a Ref whose layer call has fewer outputs
+            raise GraphError(f"model '{model.name}'{_where(source)}: the graph refers to tensor {exc.args[0]}, "
+                             "which its layer call does not produce") from None
         except (MemoryError, OverflowError) as exc:
             raise ResourceError(f"{source or 'config'}: model '{model.name}': the config declares weights too large "
                                 f"to allocate ({type(exc).__name__}: {exc})") from None
+        missing = [tuple(r) for r in model.outputs if r not in model._shapes]
+        if missing:
+            raise GraphError(f"model '{model.name}'{_where(source)}: output {missing[0]} is not produced by the graph "
+                             "(its layer call has fewer outputs)")
     return model
 
 

@@ -21,6 +21,7 @@ ONCE_FAILED = [
     "h5_struct:15",
     "graph:10", "graph:13",   # 3,000-layer graphs shuffled and reversed: the old quadratic sweep ran past 30 s
     "config_random:66", "config_random:86",   # found on the new engine: a layer called on no tensor (KeyError)
+    "config_random:101",   # found on the new engine: a tensor index beyond the outputs of its layer call
 ]
 
 
