@@ -90,8 +90,11 @@ def run_cli(case, folder, max_bytes):
     if case.config:
         argv += ["--config", str(folder / case.config)]
     err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        rc = main(argv)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            rc = main(argv)
+    except BaseException as exc:  # noqa: BLE001 - an exception escaping main is a traceback for the user
+        return dict(outcome="foreign", site=f"{type(exc).__name__} escaped main: {str(exc)[:120]}")
     text = err.getvalue()
     if "Traceback" in text or "internal error" in text or rc not in (0, 1, 2):
         return dict(outcome="foreign", site=f"exit {rc}: {text.strip().splitlines()[-1:] or ['']}"[:200])

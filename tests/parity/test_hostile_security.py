@@ -126,7 +126,7 @@ def test_scratch_load_and_the_keras_runner_refuse_every_shape(shape, evil, varia
         kr.load_model(path, path.with_suffix(".json"))
 
     class Ctx:   # the suite's load path (``parity run``): per_layer over a (path, config) source
-        kr = None
+        kr, args = None, None
 
     Ctx.kr = kr
     with pytest.raises(scratch.ScratchError):
