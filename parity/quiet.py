@@ -3,7 +3,9 @@
 TensorFlow prints them from C++ straight to file descriptor 2, before ``TF_CPP_MIN_LOG_LEVEL`` is
 read by absl, so neither that variable nor ``sys.stderr`` can hide them. While TensorFlow imports
 and first touches its devices, fd 2 is pointed at /dev/null; Python's own errors still reach the
-terminal afterwards. ``--verbose`` (``PARITY_VERBOSE=1``) leaves fd 2 alone.
+terminal afterwards. Later native lines (oneDNN's "supports DT_BOOL only on platforms with AVX-512"
+at the first boolean op) are ERROR-level logs, so ``TF_CPP_MIN_LOG_LEVEL`` is set to 3 before the
+import. ``--verbose`` (``PARITY_VERBOSE=1``) changes neither.
 """
 
 import contextlib
@@ -38,6 +40,8 @@ def native_stderr_silenced():
 
 def import_tensorflow_quietly():
     """Import keras and tensorflow and initialise TF's devices with fd 2 silenced; returns (keras, tf)."""
+    if not verbose():
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     with native_stderr_silenced():
         import keras
         import tensorflow as tf
