@@ -8,7 +8,8 @@ datasets, so soft and external links, external storage and virtual datasets are 
 they are followed (an external link or external storage could read any file on the machine).
 
 Weights: a dataset must be floating point (float16, float32 or float64; it is cast to the layer's
-dtype, as Keras's ``assign`` casts) and have exactly the shape the config implies; both are
+dtype, as Keras's ``assign`` casts), or an integer where the layer keeps an integer weight
+(Normalization's int64 ``count``), and have exactly the shape the config implies; both are
 checked from the dataset's header before a byte of it is read. Keras itself would silently cast
 integer, bool or complex datasets (dropping imaginary parts); no Keras model writes them, so here
 they are refused as a sign of a damaged or doctored file. Compound, opaque, string and
@@ -103,8 +104,9 @@ def attr_list(group, name, label):
             if not isinstance(v, float)]   # an empty list attribute reads back as [nan]
 
 
-def check_weight(dataset, path, label, expected, layer_label):
-    """Refuse a weight dataset of the wrong kind, dtype or shape from its header alone."""
+def check_weight(dataset, path, label, expected, layer_label, integer=False):
+    """Refuse a weight dataset of the wrong kind, dtype or shape from its header alone. ``integer``:
+    the layer keeps this weight as an integer (Normalization's ``count``), so integers are expected."""
     try:
         dtype, shape = dataset.dtype, tuple(dataset.shape or ())
         external = dataset.external
@@ -114,7 +116,11 @@ def check_weight(dataset, path, label, expected, layer_label):
     if external or virtual:
         raise ModelFileError(f"{label}: dataset '{path}' keeps its data {'in external files' if external else 'virtually'} "
                              "elsewhere; Keras files hold none")
-    if dtype.kind != "f" or dtype.itemsize not in FLOAT_ITEMSIZES or dtype.fields or dtype.subdtype:
+    if integer:
+        if dtype.kind not in "iu" or dtype.itemsize > 8 or dtype.fields or dtype.subdtype:
+            raise WeightMismatchError(f"{label}: {layer_label}: dataset '{path}' has dtype {dtype}; this weight "
+                                      "is an integer counter")
+    elif dtype.kind != "f" or dtype.itemsize not in FLOAT_ITEMSIZES or dtype.fields or dtype.subdtype:
         raise WeightMismatchError(f"{label}: {layer_label}: dataset '{path}' has dtype {dtype}; weights must be "
                                   "float16, float32 or float64")
     if expected is not None and shape != tuple(expected):

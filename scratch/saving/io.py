@@ -317,8 +317,10 @@ def _set_slots(slots, datasets, source, owner):
     """Give each (layer, weight_name) slot its (dataset_path, dataset): dtype and shape are checked
     from the header of every dataset before any is read."""
     for (layer, name, _), (path, d) in zip(slots, datasets):
+        built = layer.weights.get(name) if isinstance(getattr(layer, "weights", None), dict) else None
         h5read.check_weight(d, path, source, layer.expected_weight_shape(name),
-                            f"layer '{_qual(layer, None, owner)}' ({_cls(layer)}) weight '{name}'")
+                            f"layer '{_qual(layer, None, owner)}' ({_cls(layer)}) weight '{name}'",
+                            integer=built is not None and np.asarray(built).dtype.kind in "iu")
     per_layer = {}
     for (layer, name, _), (path, d) in zip(slots, datasets):
         per_layer.setdefault(id(layer), (layer, {}))[1][name] = h5read.read(d, path, source)
