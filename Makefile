@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Quiet TensorFlow's start-up chatter; parity must hold with oneDNN on or off, reports say which.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test parity weights bench clean
+.PHONY: install test parity weights bench fuzz clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ weights: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m parity.bench
+
+# The hostile-input fuzzer: 2,000 API cases and 60 through `parity check`, one table row per class.
+fuzz: $(STAMP)
+	$(PY) -m parity.fuzz --cases $(or $(CASES),2000) --cli $(or $(CLI),60)
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .hypothesis build *.egg-info

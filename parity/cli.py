@@ -1,21 +1,29 @@
 """Command line: ``parity run`` (the main job, ``make parity``) and ``parity check MODEL``.
 
-Exit codes of ``parity check``:
+Exit codes of ``parity check`` and ``parity run``:
   0  parity holds: every layer's output is within tolerance;
-  1  parity fails: the per-layer table names the first diverging layer;
-  2  bad input: unreadable or corrupt file, unsupported layer, bad ``--inputs`` or arguments.
-     One line on stderr, no traceback.
+  1  parity was computed and fails: the per-layer table names the first diverging layer;
+  2  anything else: an unreadable, corrupt or refused file, an unsupported layer, bad ``--inputs``
+     or arguments, a file beyond ``--max-memory``, and also an internal error (a bug, said so).
+     One line on stderr, no traceback unless ``--debug`` is given.
 
 The file is read and the inputs are checked by the scratch loader before TensorFlow is imported,
-so a bad input is reported in well under a second.
+so a bad input is reported in well under a second. Keras only ever loads a copy of the file that
+the scratch loader has cleared (``keras_runner.load_model``), so no entry point hands Keras a
+Lambda layer or a module named in a file.
 """
 
 import argparse
 import os
+import re
 import sys
 import time
+import traceback
 
 import numpy as np
+
+from scratch.errors import InputError
+from scratch.models.graph import check_input
 
 from . import __version__
 from .extras import MissingExtra, require_keras
@@ -34,13 +42,37 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(message)
 
 
+def memory_size(text):
+    """``--max-memory`` values: bytes, or with a K/M/G suffix (powers of 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected bytes or a size like 512M or 2G. Received: {text!r}")
+    n = float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " ")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be positive. Received: {text!r}")
+    return int(n)
+
+
+def _common():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    common.add_argument("--max-memory", type=memory_size, default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                        help="memory budget a file may claim: weights, activations, archive members "
+                             "(bytes, or 512M, 2G; default 2G)")
+    return common
+
+
+DEFAULT_MAX_MEMORY = 2 * 1024 ** 3
+
+
 def build_parser():
     parser = _Parser(prog="parity", description="Keras vs scratch NumPy parity checks.")
     parser.add_argument("--version", action="version", version=f"parity {__version__} (scratch engine {__version__})")
     parser.add_argument("--verbose", action="store_true",
                         help="let TensorFlow's own start-up lines (absl, oneDNN, CUDA) through to stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/")
+    common = _common()
+    run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/", parents=[common])
     run.add_argument("--weights", default="weights", help="folder holding MANIFEST.json (default: weights)")
     run.add_argument("--report", default="reports", help="output folder (default: reports)")
     run.add_argument("--models", default=None, help="comma-separated fnmatch patterns of model names")
@@ -56,7 +88,8 @@ def build_parser():
     run.add_argument("--no-html", action="store_true", help="write parity.json/md only, no plots")
     run.set_defaults(func=_run)
 
-    check = sub.add_parser("check", help="per-layer parity of one Keras model file (.h5 or .keras)")
+    check = sub.add_parser("check", help="per-layer parity of one Keras model file (.h5 or .keras)",
+                           parents=[common])
     check.add_argument("model", help="a Keras model file: legacy .h5 or .keras (with --config: the weights)")
     check.add_argument("--config", metavar="JSON",
                        help="model.to_json() architecture; MODEL then holds its weights: a weights file, or a "
@@ -112,7 +145,7 @@ def _layers(args):
 
 
 # ---- parity check -------------------------------------------------------------------------------
-def _load_scratch(path, config=None):
+def _load_scratch(path, config=None, max_bytes=DEFAULT_MAX_MEMORY):
     import scratch
 
     for given in [path] + ([config] if config else []):
@@ -121,11 +154,12 @@ def _load_scratch(path, config=None):
         if not os.access(given, os.R_OK) or os.path.isdir(given):
             raise BadInput(f"{given}: not a readable file")
     try:
-        model = scratch.load(path, config=config)
+        model = scratch.load(path, config=config, max_bytes=max_bytes)
     except scratch.UnsupportedLayerError as exc:
         layers = ", ".join(f"{n} ({c})" for n, c in exc.layers)
-        raise BadInput(f"{path}: unsupported layer(s): {layers}") from None
-    except (scratch.ScratchError, scratch.LayerError, OSError, KeyError, ValueError) as exc:
+        reasons = "; ".join(dict.fromkeys(r for _, _, r in exc.problems))
+        raise BadInput(f"{path}: unsupported layer(s): {layers}: {reasons}") from None
+    except scratch.ScratchError as exc:
         raise BadInput(_one_line(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}")) from None
     return model
 
@@ -139,15 +173,39 @@ def _fixed_shape(name, shape, n):
     return (n, *[8 if d is None else int(d) for d in dims])
 
 
-def read_inputs(path, model, samples):
+def _check_npz_sizes(path, max_bytes):
+    """Each .npz member's declared array size, from its header, before NumPy allocates it."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.flag_bits & 0x1:
+                raise BadInput(f"--inputs {path}: member {info.filename!r} is encrypted")
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)(fh)
+            shape, _, dtype = header
+            nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if nbytes > max_bytes or nbytes > info.file_size:
+                raise BadInput(f"--inputs {path}: array {info.filename!r} declares shape {shape} ({nbytes} bytes), "
+                               f"more than the member holds ({info.file_size}) or --max-memory ({max_bytes})")
+
+
+def read_inputs(path, model, samples, max_bytes=DEFAULT_MAX_MEMORY):
     """Arrays from an .npz for each model input (by name, else arr_i in order); exit-2 errors."""
     try:
+        _check_npz_sizes(path, max_bytes)
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.ndarray):   # a plain .npy: one array for a one-input model
             arrays = {"arr_0": data}
         else:
             with data:
                 arrays = {k: data[k] for k in data.files}
+    except BadInput:
+        raise
     except Exception as exc:  # noqa: BLE001 - zipfile, pickle and format errors all mean "unreadable"
         raise BadInput(_one_line(f"--inputs {path}: cannot read as .npz: {type(exc).__name__}: {exc}")) from None
     if not arrays:
@@ -170,7 +228,14 @@ def read_inputs(path, model, samples):
         if np.dtype(dtype).kind in "iu" and x.dtype.kind == "f":
             if not np.all(np.isfinite(x)) or np.any(x != np.round(x)):
                 raise BadInput(f"--inputs {path}: array '{key}' holds non-integer values for integer input '{name}'")
-        xs.append(x[:samples].astype(dtype) if samples else x.astype(dtype))
+        x = x[:samples] if samples else x
+        if x.ndim == 0 or len(x) == 0:
+            raise BadInput(f"--inputs {path}: array '{key}' holds no samples")
+        try:   # ids beyond int32 would wrap silently in astype
+            check_input(x, np.dtype(dtype), name)
+        except InputError as exc:
+            raise BadInput(f"--inputs {path}: array '{key}': {exc}") from None
+        xs.append(x.astype(dtype))
     if len({len(x) for x in xs}) > 1:
         raise BadInput(f"--inputs {path}: arrays have different numbers of samples {[len(x) for x in xs]}")
     if len(xs[0]) == 0:
@@ -202,16 +267,23 @@ def _check(args):
     if args.samples is not None and args.samples < 1:
         raise BadInput(f"--samples must be >= 1. Received: {args.samples}")
     t0 = time.perf_counter()
-    smodel = _load_scratch(args.model, args.config)
-    xs = read_inputs(args.inputs, smodel, args.samples) if args.inputs else None
+    smodel = _load_scratch(args.model, args.config, args.max_memory)
+    xs = read_inputs(args.inputs, smodel, args.samples, args.max_memory) if args.inputs else None
+    n = len(xs[0]) if xs else args.samples
+    need = (4 * smodel.count_params() + n * smodel.bytes_per_sample) * (2 if args.float64_truth else 1)
+    if need > args.max_memory:
+        raise BadInput(f"{args.model}: {n} sample(s) need about {need} bytes, beyond --max-memory {args.max_memory}")
 
     require_keras()
     from . import keras_runner as kr   # TensorFlow starts here, after every cheap check
+    import scratch
 
     try:
-        kmodel = kr.load_model(args.model, args.config)
+        kmodel = kr.load_model(args.model, args.config, max_bytes=args.max_memory)
+    except scratch.ScratchError as exc:
+        raise BadInput(_one_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - Keras's own refusal of the file is a bad input
-        raise BadInput(_one_line(f"{args.model}: Keras cannot load it: {type(exc).__name__}: {exc}"))
+        raise BadInput(_one_line(f"{args.model}: Keras cannot load it: {type(exc).__name__}: {exc}")) from None
     infos = kr.layer_infos(kmodel)
     if xs is None:
         xs = random_inputs(smodel, infos, args.samples, args.seed)
@@ -221,10 +293,9 @@ def _check(args):
         scratch_out = smodel.trace(feed)
         truth = None
         if args.float64_truth:
-            truth = _load_scratch(args.model, args.config).to_dtype("float64").trace(feed)
-    except Exception as exc:  # noqa: BLE001 - scratch crashing on a loadable model is a parity failure
-        print(f"parity check: FAIL: scratch failed to run {args.model}: {type(exc).__name__}: {_one_line(exc)}")
-        return 1
+            truth = _load_scratch(args.model, args.config, args.max_memory).to_dtype("float64").trace(feed)
+    except scratch.ScratchError as exc:   # the engine refuses these inputs: no parity was computed
+        raise BadInput(_one_line(f"{args.model}: scratch cannot run it: {exc}")) from None
     result = cmp.compare_layers(keras_out, scratch_out, infos, truth=truth, atol=args.atol, rtol=args.rtol)
     if args.fail_fast and result["first_diverging"]:
         cut = next(i for i, r in enumerate(result["layers"]) if not r["passed"])
@@ -261,16 +332,17 @@ def _run(args):
 
 
 def main(argv=None):
+    """Exit 0 (parity holds), 1 (parity computed and fails) or 2 (everything else, one line)."""
     parser = build_parser()
-    if argv is not None:
-        argv = [os.fspath(a) for a in argv]
+    argv = [os.fspath(a) for a in (sys.argv[1:] if argv is None else argv)]
+    debug = "--debug" in argv
     try:
         args = parser.parse_args(argv)
         if args.verbose:
             os.environ[VERBOSE_ENV] = "1"
         return args.func(args)
     except (BadInput, MissingExtra) as exc:
-        print(f"parity: error: {_one_line(exc)}", file=sys.stderr)
+        _report(f"parity: error: {_one_line(exc)}", debug)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
@@ -278,3 +350,19 @@ def main(argv=None):
     except BrokenPipeError:   # `parity layers | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # noqa: BLE001 - the contract: one line and exit 2, even for a bug
+        import scratch
+
+        if isinstance(exc, scratch.ScratchError):
+            _report(f"parity: error: {_one_line(exc)}", debug)
+        else:
+            _report(f"parity: internal error (a bug in parity or scratch, not in your input): "
+                    f"{type(exc).__name__}: {_one_line(exc)}{'' if debug else ' (rerun with --debug for the traceback)'}",
+                    debug)
+        return USAGE_ERROR
+
+
+def _report(line, debug):
+    if debug and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    print(line[:2000], file=sys.stderr)

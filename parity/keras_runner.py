@@ -60,9 +60,13 @@ def environment():
 
 
 def file_keras_version(path):
-    """The ``keras_version`` a legacy .h5 records (or the .keras metadata's), '' if none."""
+    """The ``keras_version`` a legacy .h5 records (or the .keras metadata's), '' if none.
+
+    Only called on a copy ``clear_for_keras`` has cleared; the format comes from its bytes."""
+    from scratch.saving.io import sniff
+
     path = str(path)
-    if zipfile.is_zipfile(path):
+    if sniff(path) == "zip":
         with zipfile.ZipFile(path) as z:
             if "metadata.json" in z.namelist():
                 return str(json.loads(z.read("metadata.json")).get("keras_version", ""))
@@ -74,23 +78,48 @@ def file_keras_version(path):
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def load_model(path, config=None):
+def load_model(path, config=None, max_bytes=None):
     """Load with Keras 3, or with tf_keras when the file was written by Keras 2 (LocallyConnected2D).
 
     With ``config`` (``model.to_json()`` text in a file), the model is built from it and ``path``
     provides the weights, as in ``scratch.load``: a weights file, or a full model of a larger graph
     whose same-named layers hold them (a captioner's step model inside its training model).
+
+    Keras never sees a file the engine has not cleared: ``scratch.saving.gate.clear_for_keras``
+    copies the file (and config), loads the copy with the engine (which refuses Lambda layers and
+    foreign modules anywhere in any config shape, and every malformed file) and names it by its
+    format; Keras then loads that copy, in safe mode (Keras 3's ``safe_mode=True``; tf_keras's
+    legacy ``.h5`` loader ignores ``safe_mode`` and would run Lambda bytecode, so it runs inside
+    tf_keras's own ``SafeModeScope(True)``). The copy goes when the model is built.
     """
-    if config is not None:
-        return _from_config(path, config)
-    return _lib_for_version(file_keras_version(path)).models.load_model(str(path), compile=False)
+    import tempfile
+
+    from scratch.saving.gate import clear_for_keras
+
+    kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
+    with tempfile.TemporaryDirectory(prefix="parity-cleared-") as folder:
+        path, config, _ = clear_for_keras(path, config, folder=folder, **kwargs)
+        if config is not None:
+            return _from_config(path, config)
+        lib = _lib_for_version(file_keras_version(path))
+        with _safe_mode(lib):
+            return lib.models.load_model(str(path), compile=False, safe_mode=True)
+
+
+def _safe_mode(lib):
+    if lib.__name__ == "tf_keras":
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    else:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    return SafeModeScope(True)
 
 
 def _from_config(path, config):
     with open(config, encoding="utf-8") as f:
         text = f.read()
     lib = _lib_for_version(str(json.loads(text).get("keras_version", "")))
-    model = lib.models.model_from_json(text)
+    with _safe_mode(lib):
+        model = lib.models.model_from_json(text)
     import h5py
 
     with h5py.File(path, "r") as f:

@@ -88,10 +88,11 @@ def per_layer(ctx, source, x):
 
     path, config = source
     kr = ctx.kr
-    kmodel = kr.load_model(path, config)
+    budget = getattr(ctx.args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
+    smodel = scratch.load(path, config=config, max_bytes=budget)   # Keras gets the file once cleared (load_model)
+    kmodel = kr.load_model(path, config, max_bytes=budget)
     infos = kr.layer_infos(kmodel)
     keras_out = kr.intermediate_outputs(kmodel, x)
-    smodel = scratch.load(path, config=config)
     trace = smodel.trace(x)
     truth = scratch.load(path, config=config).to_dtype("float64").trace(x)
     res = cmp.compare_layers(keras_out, trace, infos, truth=truth)
@@ -295,6 +296,7 @@ def _selected(manifest, patterns):
 
 
 def run_suite(args):
+    import scratch
     from .cli import BadInput
 
     t_start = time.perf_counter()
@@ -322,9 +324,11 @@ def run_suite(args):
                 results[name] = fn(ctx, entry)
             except cmp.SampleOrderError as exc:
                 results[name] = dict(kind=entry.kind, failures=[f"sample order guard: {exc}"])
+            except scratch.ScratchError as exc:   # a file the engine refuses: no parity computed for it
+                results[name] = dict(kind=entry.kind, failures=[f"unreadable input: {exc}"], unreadable="input")
             except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
-                results[name] = dict(kind=entry.kind, failures=[f"{type(exc).__name__}: {exc}"],
-                                     traceback=traceback.format_exc())
+                results[name] = dict(kind=entry.kind, failures=[f"internal error: {type(exc).__name__}: {exc}"],
+                                     traceback=traceback.format_exc(), unreadable="internal error")
             results[name]["checksums_ok"] = True
         results[name]["seconds"] = time.perf_counter() - t0
         results[name]["passed"] = not results[name]["failures"]
@@ -348,6 +352,12 @@ def run_suite(args):
     print_summary(data)
     print(f"parity run: {'PASS' if data['passed'] else 'FAIL'}: {sum(r['passed'] for r in results.values())}/"
           f"{len(results)} models; reports in {args.report}/ ({time.perf_counter() - t_start:.0f} s)")
+    # The exit-code contract: 1 when the run computed a failure (parity, metrics, a checksum or sample
+    # order differing from the MANIFEST); 2 when a model could not be checked at all.
+    unreadable = [f"{n} ({r['unreadable']})" for n, r in results.items() if r.get("unreadable")]
+    if unreadable:
+        raise BadInput(f"{len(unreadable)} model(s) could not be checked (see {args.report}/parity.md): "
+                       + ", ".join(unreadable))
     return 0 if data["passed"] else 1
 
 

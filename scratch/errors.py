@@ -1,12 +1,13 @@
 """The errors the loader and the model graph raise.
 
-Every error names what it is about (the file, the layer, the dataset) so that a person can act on
-it without a debugger. The CLI maps ``UnsupportedLayerError`` to exit code 2 (refusals) and the
-other ``ScratchError``s to its generic failure code.
+Every error names what it is about (the file, the layer, the key and value, the dataset) so that a
+person can act on it without a debugger. Everything the engine raises on bad input (a file, a
+config, an array given to ``predict``) is a ``ScratchError``; anything else escaping ``scratch.load``
+or ``predict`` is an engine bug. The CLI exits 2 on every ``ScratchError``.
 """
 
-__all__ = ["ScratchError", "ModelFileError", "UnsupportedLayerError", "WeightMismatchError",
-           "GraphError", "InputError", "LayerError"]
+__all__ = ["ScratchError", "ModelFileError", "ConfigError", "UnsupportedLayerError", "WeightMismatchError",
+           "GraphError", "InputError", "LayerError", "ResourceError"]
 
 
 class ScratchError(Exception):
@@ -19,6 +20,14 @@ class LayerError(ScratchError, ValueError):
 
 class ModelFileError(ScratchError, ValueError):
     """A model file cannot be read: not HDF5 or zip, truncated, or missing its config."""
+
+
+class ConfigError(ModelFileError):
+    """The model config has the wrong shape: a list where a dict belongs, a bad node, a bad dtype..."""
+
+
+class ResourceError(ScratchError, ValueError):
+    """The file or config declares more memory than the budget (``scratch.load(..., max_bytes=)``)."""
 
 
 class WeightMismatchError(ModelFileError):

@@ -8,6 +8,9 @@ depending on how ``Model`` runs them.
 
 import inspect
 
+import numpy as np
+
+from ..errors import InputError
 from ..layers.base import Layer, LayerError
 
 
@@ -30,7 +33,27 @@ class InputLayer(Layer):
         return self
 
     def forward(self, x, training=False):
-        return self.cast(x)
+        return self.cast(check_input(x, self.dtype, self.name))
+
+
+def check_input(x, dtype, name):
+    """An input array the model can take without losing values: numbers (no objects, strings or
+    complex values), at least one sample, and for an integer input (Embedding ids) integral values
+    that fit its dtype; NumPy would wrap ``10**12`` to ``-727379968`` in int32 silently."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"input '{name}' has dtype {x.dtype}; expected numbers ({dtype})")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise InputError(f"input '{name}' has shape {x.shape}: no samples (the first axis is the batch)")
+    if dtype.kind in "iu" and x.dtype.kind in "iuf" and x.size:
+        info = np.iinfo(dtype)
+        lo, hi = x.min(), x.max()
+        if x.dtype.kind == "f" and not (np.all(np.isfinite(x)) and np.array_equal(x, np.round(x))):
+            raise InputError(f"input '{name}' is {dtype} (token ids) but holds non-integer values")
+        if lo < info.min or hi > info.max:
+            raise InputError(f"input '{name}' is {dtype} but holds values in [{lo}, {hi}], outside "
+                             f"[{info.min}, {info.max}]")
+    return x
 
 
 class Node:

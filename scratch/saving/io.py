@@ -22,25 +22,33 @@ Files written by Keras 2 / tf_keras (``keras_version`` 2.x) get tf_keras semanti
 (``hard_sigmoid``); see registry.
 """
 
-import io as _io
 import json
+import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from . import registry
+from . import h5read, registry, schema
+from ..errors import ConfigError, ModelFileError, ResourceError, ScratchError, WeightMismatchError
 from ..layers.base import LayerError
-from ..errors import ModelFileError, WeightMismatchError
-from ..models.from_config import model_from_config
+from ..models.from_config import DEFAULT_MAX_BYTES, model_from_config
 from ..models.model import Model
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
+# Python reads these; Keras writes STORED. Anything else (or the encrypted flag) is named and refused.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                zipfile.ZIP_LZMA: "lzma"}
+_MAX_JSON_BYTES = 64 * 1024 ** 2
+# What zipfile / a decompressor raises on a damaged member.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError,
+               RuntimeError, ValueError)
 
 
-def load(path, config=None):
+def load(path, config=None, max_bytes=DEFAULT_MAX_BYTES):
     """Rebuild a Keras model file as a scratch ``Model`` with its weights.
 
     ``path`` is a legacy ``.h5`` model, a ``.keras`` archive, or (with ``config``) a weights file.
@@ -51,40 +59,68 @@ def load(path, config=None):
     the same layers (a captioner's training model for its step model): each layer of ``config``
     then takes the weights of the file's layer of the same name, as Keras's
     ``load_weights(by_name=True)`` does, except that a layer the file lacks is an error, not skipped.
+
+    ``max_bytes`` (default 2 GiB) caps what the file may make the engine hold: each size the config
+    declares, the weights together, one sample's activations, and each archive member, all checked
+    before the memory is taken. Every refusal is a ``ScratchError`` naming the file and the problem.
     """
     path = Path(path)
+    try:
+        return _load(path, config, max_bytes)
+    except ScratchError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"{path}: the model config is nested too deeply to read") from None
+    except MemoryError:
+        raise ResourceError(f"{path}: the model does not fit in memory (max_bytes={max_bytes})") from None
+
+
+def _load(path, config, max_bytes):
     kind = _sniff(path)
     if kind == "zip":
         if config is not None:
             raise ModelFileError(f"{path}: a .keras archive carries its own config; do not pass config=")
-        return _load_keras_zip(path)
-    with _open_h5(path, path) as f:
+        return _load_keras_zip(path, max_bytes)
+    with h5read.open_h5(path, path) as f:
         if config is not None:
             cfg, flavor = _read_config_arg(config)
-            model = _build(cfg, flavor, path)
-            if "model_weights" in f:
-                _assign_legacy(model, f["model_weights"], path, by_name=True)
+            model = _build(cfg, flavor, path, max_bytes)
+            weights = h5read.member(f, "model_weights", path, h5py.Group)
+            if weights is not None:
+                _assign_legacy(model, weights, path, by_name=True)
             else:
                 _assign_any(model, f, path)
             return model
-        if "model_config" not in f.attrs:
+        raw = h5read.attr(f, "model_config", path)
+        if raw is None:
             raise ModelFileError(f"{path}: the HDF5 file holds no model_config (a weights-only file?); "
                                  "pass its config with config=")
-        cfg = _parse_json(f.attrs["model_config"], f"{path} (attribute model_config)")
-        flavor = _flavor(cfg, _attr_str(f.attrs.get("keras_version")))
-        model = _build(cfg, flavor, path)
-        if "model_weights" not in f:
+        cfg = _parse_json(raw, f"{path} (attribute model_config)")
+        version = h5read.attr_str(h5read.attr(f, "keras_version", path), path, "attribute keras_version")
+        model = _build(cfg, _flavor(cfg, version), path, max_bytes)
+        weights = h5read.member(f, "model_weights", path, h5py.Group)
+        if weights is None:
             raise WeightMismatchError(f"{path}: the file has a model_config but no 'model_weights' group")
-        _assign_legacy(model, f["model_weights"], path)
+        _assign_legacy(model, weights, path)
         return model
+
+
+def sniff(path):
+    """'hdf5' or 'zip' from the file's first bytes (never from its name)."""
+    return _sniff(Path(path))
 
 
 # ---- files ------------------------------------------------------------------------------------
 def _sniff(path):
     if not path.exists():
         raise ModelFileError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read it: {exc}") from None
     if head == _HDF5_MAGIC:
         return "hdf5"
     if head[:4] == _ZIP_MAGIC:
@@ -93,52 +129,103 @@ def _sniff(path):
                          f"first bytes {head!r})")
 
 
-def _open_h5(source, label):
+def _load_keras_zip(path, max_bytes):
     try:
-        return h5py.File(source, "r")
-    except OSError as exc:   # truncated or corrupt: h5py cannot find its superblock or root group
-        raise ModelFileError(f"{label}: cannot read the HDF5 file (truncated or corrupt?): {exc}") from None
-
-
-def _load_keras_zip(path):
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            for needed in ("config.json", "model.weights.h5"):
-                if needed not in names:
-                    raise ModelFileError(f"{path}: the .keras archive has no {needed} (it has {sorted(names)})")
-            cfg = _parse_json(zf.read("config.json"), f"{path}:config.json")
-            meta = _parse_json(zf.read("metadata.json"), f"{path}:metadata.json") if "metadata.json" in names else {}
-            weights = zf.read("model.weights.h5")
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        zf = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as exc:
         raise ModelFileError(f"{path}: cannot read the .keras archive (truncated or corrupt?): {exc}") from None
-    flavor = _flavor(cfg, meta.get("keras_version"))
-    model = _build(cfg, flavor, path)
-    label = f"{path}:model.weights.h5"
-    with _open_h5(_io.BytesIO(weights), label) as f:
-        _assign_any(model, f, label)
+    with zf, tempfile.TemporaryFile() as weights:
+        infos = {}
+        for info in zf.infolist():
+            if info.filename in infos:
+                raise ModelFileError(f"{path}: the .keras archive holds two members named {info.filename!r}")
+            infos[info.filename] = info
+        for needed in ("config.json", "model.weights.h5"):
+            if needed not in infos:
+                raise ModelFileError(f"{path}: the .keras archive has no {needed} (it has {sorted(infos)[:20]})")
+        json_cap = min(_MAX_JSON_BYTES, max_bytes)
+        cfg = _parse_json(_read_member(zf, infos["config.json"], path, json_cap), f"{path}:config.json")
+        meta = {}
+        if "metadata.json" in infos:
+            meta = _parse_json(_read_member(zf, infos["metadata.json"], path, json_cap), f"{path}:metadata.json")
+        version = meta.get("keras_version")
+        if version is not None and not isinstance(version, str):
+            raise ConfigError(f"{path}:metadata.json: keras_version must be a string. Received: {version!r}")
+        flavor = _flavor(cfg, version)
+        model = _build(cfg, flavor, path, max_bytes)
+        _read_member(zf, infos["model.weights.h5"], path, max_bytes, into=weights)
+        weights.seek(0)
+        label = f"{path}:model.weights.h5"
+        with h5read.open_h5(weights, label) as f:
+            _assign_any(model, f, label)
     return model
+
+
+def _read_member(zf, info, path, cap, into=None):
+    """A member's bytes (or streamed ``into`` a file), refusing before reading what the budget or
+    Python cannot take: encrypted members, unknown compression, a declared size above ``cap``."""
+    where = f"{path}: .keras member {info.filename!r}"
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{where} is encrypted; Keras archives never are")
+    if info.compress_type not in _ZIP_METHODS:
+        raise ModelFileError(f"{where} uses compression method {info.compress_type}, which is not one of "
+                             f"{sorted(_ZIP_METHODS.values())}")
+    if info.file_size > cap:
+        raise ResourceError(f"{where} declares {info.file_size} bytes, beyond the limit of {cap} bytes (max_bytes=)")
+    out, total = into if into is not None else [], 0
+    try:
+        with zf.open(info) as src:
+            while True:
+                chunk = src.read(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > info.file_size:   # zipfile stops at the declared size; this is a second guard
+                    raise ResourceError(f"{where} holds more than the {info.file_size} bytes it declares")
+                out.write(chunk) if into is not None else out.append(chunk)
+    except ScratchError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise ModelFileError(f"{where}: cannot read it (truncated or corrupt?): {type(exc).__name__}: {exc}") from None
+    return None if into is not None else b"".join(out)
 
 
 def _read_config_arg(config):
     if isinstance(config, dict):
-        cfg = config
+        cfg, label = config, "config"
     else:
         cpath = Path(config)
-        if not cpath.exists():
+        label = str(cpath)
+        if not cpath.is_file():
             raise ModelFileError(f"{cpath}: no such config file")
-        cfg = _parse_json(cpath.read_bytes(), str(cpath))
+        if cpath.stat().st_size > _MAX_JSON_BYTES:
+            raise ResourceError(f"{cpath}: {cpath.stat().st_size} bytes is too large for a model config "
+                                f"(limit {_MAX_JSON_BYTES})")
+        cfg = _parse_json(cpath.read_bytes(), label)
     if "class_name" not in cfg or "config" not in cfg:
-        raise ModelFileError(f"{config if not isinstance(config, dict) else 'config'}: not a Keras model config "
+        raise ModelFileError(f"{label}: not a Keras model config "
                              "(expected the keys 'class_name' and 'config', as model.to_json() writes)")
-    return cfg, _flavor(cfg, cfg.get("keras_version"))
+    version = cfg.get("keras_version")
+    if version is not None and not isinstance(version, str):
+        raise ConfigError(f"{label}: keras_version must be a string. Received: {version!r}")
+    return cfg, _flavor(cfg, version)
 
 
 def _parse_json(raw, label):
+    """A JSON object from text, bytes or an HDF5 string attribute; nesting is bounded."""
+    if isinstance(raw, np.ndarray) and raw.shape == ():
+        raw = raw[()]
+    if not isinstance(raw, (bytes, str)):
+        raise ConfigError(f"{label}: the model config should be JSON text, found {type(raw).__name__}")
     try:
-        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+        value = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except RecursionError:
+        raise ConfigError(f"{label}: the model config is nested too deeply (limit {schema.MAX_DEPTH} levels)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{label}: the model config is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{label}: the JSON should be an object, found {type(value).__name__}")
+    return value   # its depth is bounded by model_from_config, before any recursive walk
 
 
 def _flavor(cfg, keras_version):
@@ -150,41 +237,34 @@ def _flavor(cfg, keras_version):
     return "keras3" if '"__keras_tensor__"' in text or '"DTypePolicy"' in text else "tf_keras"
 
 
-def _build(cfg, flavor, source):
-    return model_from_config(cfg, flavor=flavor, source=str(source))
+def _build(cfg, flavor, source, max_bytes):
+    model = model_from_config(cfg, flavor=flavor, source=str(source), max_bytes=max_bytes)
+    weight_bytes = 4 * model.count_params()
+    sample_bytes = 4 * _values_per_sample(model)
+    model.bytes_per_sample = sample_bytes
+    if weight_bytes + sample_bytes > max_bytes:
+        raise ResourceError(f"{source}: the config declares {weight_bytes} bytes of weights and {sample_bytes} bytes "
+                            f"of activations per sample, beyond the memory budget of {max_bytes} bytes (max_bytes=)")
+    return model
 
 
-def _attr_str(value):
-    if value is None:
-        return None
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _attr_list(group, name):
-    """A string-list attribute, joining Keras's split ``name0``, ``name1``, ... chunks."""
-    if name in group.attrs:
-        values = group.attrs[name]
-    else:
-        chunks, i = [], 0
-        while f"{name}{i}" in group.attrs:
-            chunks.extend(group.attrs[f"{name}{i}"])
-            i += 1
-        values = chunks
-    return [_attr_str(v) for v in np.asarray(values).reshape(-1) if not isinstance(v, float)]
-
-
-def _read(dataset, label):
-    try:
-        return np.asarray(dataset[()])
-    except (OSError, KeyError, ValueError) as exc:
-        raise ModelFileError(f"{label}: cannot read dataset (truncated or corrupt file?): {exc}") from None
+def _values_per_sample(model):
+    """Activation values one sample creates (every tensor of the graph, nested models included)."""
+    total = 0
+    for shape in getattr(model, "_shapes", {}).values():
+        if shape is not None:
+            total += int(np.prod([d or 1 for d in shape[1:]], dtype=np.float64))
+    for layer in model.layers:
+        if isinstance(layer, Model):
+            total += _values_per_sample(layer)
+    return total
 
 
 # ---- weights: legacy layer_names / weight_names -------------------------------------------------
 def _assign_any(model, f, source):
-    if "layer_names" in f.attrs or "layer_names0" in f.attrs:
+    if h5read.attr(f, "layer_names", source) is not None or h5read.attr(f, "layer_names0", source) is not None:
         _assign_legacy(model, f, source)
-    elif "layers" in f:
+    elif h5read.member(f, "layers", source, h5py.Group) is not None:
         _assign_v3(model, f, source)
     else:
         raise WeightMismatchError(f"{source}: no weights found (neither 'layers/' nor a 'layer_names' attribute)")
@@ -193,32 +273,36 @@ def _assign_any(model, f, source):
 def _assign_legacy(model, group, source, by_name=False):
     """Weights of each layer from ``group/<layer name>``; unless ``by_name``, every weighted layer
     of the file must be in the model too."""
-    names = _attr_list(group, "layer_names")
+    names = h5read.attr_list(group, "layer_names", source)
     known = {l.name for l in model.layers}
     for layer in model.layers:
         slots = _legacy_slots(layer)
         if not slots:
             continue
-        if layer.name not in names or layer.name not in group:
+        g = h5read.member(group, layer.name, source, h5py.Group) if layer.name in names else None
+        if g is None:
             raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) has {len(slots)} weights "
                                       f"but the file has no weights group '{group.name.rstrip('/')}/{layer.name}'")
-        g = group[layer.name]
-        wnames = _attr_list(g, "weight_names")
+        wnames = h5read.attr_list(g, "weight_names", source)
         if len(wnames) != len(slots):
             raise WeightMismatchError(
                 f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {len(slots)} weights "
-                f"{[_qual(l, n, layer) for l, n, _ in slots]}, the file lists {len(wnames)}: {wnames}")
-        arrays = []
+                f"{[_qual(l, n, layer) for l, n, _ in slots]}, the file lists {len(wnames)}: {wnames[:20]}")
+        datasets = []
         for wn in wnames:
-            if wn not in g:
+            d = h5read.member(g, wn, source, h5py.Dataset)
+            if d is None:
                 raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}): weight '{wn}' is "
                                           f"listed in weight_names but its dataset '{g.name}/{wn}' is missing")
-            arrays.append((f"{g.name}/{wn}", _read(g[wn], f"{source}: {g.name}/{wn}")))
-        _set_slots(slots, arrays, source, layer)
+            datasets.append((f"{g.name}/{wn}", d))
+        _set_slots(slots, datasets, source, layer)
     if by_name:
         return
     for name in names:
-        if name not in known and name in group and _attr_list(group[name], "weight_names"):
+        if name in known:
+            continue
+        g = h5read.member(group, name, source)
+        if isinstance(g, h5py.Group) and h5read.attr_list(g, "weight_names", source):
             raise WeightMismatchError(f"{source}: the file has weights for layer '{name}', which the model config "
                                       "does not contain")
 
@@ -229,16 +313,17 @@ def _legacy_slots(layer):
     return [(layer, n, True) for n in layer.active_weight_names()]
 
 
-def _set_slots(slots, arrays, source, owner):
-    """Give each (layer, weight_name) slot its (dataset_path, array), checking shapes first."""
+def _set_slots(slots, datasets, source, owner):
+    """Give each (layer, weight_name) slot its (dataset_path, dataset): dtype and shape are checked
+    from the header of every dataset before any is read."""
+    for (layer, name, _), (path, d) in zip(slots, datasets):
+        built = layer.weights.get(name) if isinstance(getattr(layer, "weights", None), dict) else None
+        h5read.check_weight(d, path, source, layer.expected_weight_shape(name),
+                            f"layer '{_qual(layer, None, owner)}' ({_cls(layer)}) weight '{name}'",
+                            integer=built is not None and np.asarray(built).dtype.kind in "iu")
     per_layer = {}
-    for (layer, name, _), (path, arr) in zip(slots, arrays):
-        expected = layer.expected_weight_shape(name)
-        if expected is not None and tuple(arr.shape) != tuple(expected):
-            raise WeightMismatchError(
-                f"{source}: layer '{_qual(layer, None, owner)}' ({_cls(layer)}) weight '{name}': "
-                f"expected shape {tuple(expected)}, found {tuple(arr.shape)} in dataset '{path}'")
-        per_layer.setdefault(id(layer), (layer, {}))[1][name] = arr
+    for (layer, name, _), (path, d) in zip(slots, datasets):
+        per_layer.setdefault(id(layer), (layer, {}))[1][name] = h5read.read(d, path, source)
     for layer, named in per_layer.values():
         try:
             layer.set_weights([named[n] for n in layer.active_weight_names()])
@@ -273,26 +358,36 @@ def _assign_v3_model(model, f, path, source):
         names = layer.active_weight_names()
         if not names:
             continue
-        arrays = _v3_arrays(layer, f, sub, source)
-        if len(arrays) != len(names):
+        datasets = _v3_datasets(layer, f, sub, source)
+        if len(datasets) != len(names):
             raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {len(names)} weights "
-                                      f"{list(names)}, the file has {len(arrays)} under '{sub}'")
-        _set_slots([(layer, n, True) for n in names], arrays, source, layer)
+                                      f"{list(names)}, the file has {len(datasets)} under '{sub}'")
+        _set_slots([(layer, n, True) for n in names], datasets, source, layer)
 
 
-def _v3_arrays(layer, f, path, source):
-    """(dataset_path, array) pairs of one layer under ``path``, in its get_weights order."""
+def _v3_datasets(layer, f, path, source):
+    """(dataset_path, dataset) pairs of one layer under ``path``, in its get_weights order."""
     cls = _cls(layer)
     if cls in registry.RECURRENT:
         return _vars(layer, f, f"{path}/cell", source)
     if cls == "Bidirectional":
-        return (_v3_arrays(layer.forward_layer, f, f"{path}/forward_layer", source)
-                + _v3_arrays(layer.backward_layer, f, f"{path}/backward_layer", source))
+        return (_v3_datasets(layer.forward_layer, f, f"{path}/forward_layer", source)
+                + _v3_datasets(layer.backward_layer, f, f"{path}/backward_layer", source))
     if cls == "TimeDistributed":
-        return _v3_arrays(layer.layer, f, f"{path}/layer", source)
+        return _v3_datasets(layer.layer, f, f"{path}/layer", source)
     if hasattr(layer, "v3_parts"):   # sublayers saved under their attribute names (MultiHeadAttention)
-        return [a for sub, part in layer.v3_parts() for a in _vars(part, f, f"{path}/{sub}", source)]
+        return [d for sub, part in layer.v3_parts() for d in _vars(part, f, f"{path}/{sub}", source)]
     return _vars(layer, f, path, source)
+
+
+def _group(f, path, source):
+    """The group at a slash path, each step through ``h5read.member`` (links refused); None if absent."""
+    g = f
+    for part in path.split("/"):
+        g = h5read.member(g, part, source, h5py.Group)
+        if g is None:
+            return None
+    return g
 
 
 def _vars(layer, f, path, source):
@@ -300,18 +395,22 @@ def _vars(layer, f, path, source):
     if want == 0:
         return []
     vpath = f"{path}/vars"
-    if vpath not in f:
+    group = _group(f, vpath, source)
+    if group is None:
         raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) has {want} weights but the "
                                   f"file has no group '{vpath}'")
-    group = f[vpath]
     out = []
     for i in range(want):
-        if str(i) not in group:
+        d = h5read.member(group, str(i), source, h5py.Dataset)
+        if d is None:
             raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}): weight "
                                       f"'{layer.active_weight_names()[i]}' is missing (no dataset '{vpath}/{i}')")
-        out.append((f"{vpath}/{i}", _read(group[str(i)], f"{source}: {vpath}/{i}")))
-    extra = [k for k in group.keys() if k.isdigit() and int(k) >= want]
+        out.append((f"{vpath}/{i}", d))
+    extra = [k for k in h5read.keys(group, source) if k.isdigit() and int(k) >= want]
     if extra:
         raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {want} weights but "
                                   f"'{vpath}' holds {want + len(extra)}")
     return out
+
+
+__all__ = ["load", "sniff"]

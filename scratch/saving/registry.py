@@ -10,8 +10,10 @@ would need either:
 - objects whose ``module`` lies outside Keras (``my_project.layers``, ``__main__``, ...);
 - objects registered under a custom ``registered_name`` (``"package>Name"``).
 
-``check_model_config`` walks the whole config first and reports every offender at once; only
-then does ``make_layer`` construct anything.
+``code_problems`` walks the whole config tree first, in whatever shape it has (dicts, lists of
+``[key, value]`` pairs, nested models, call arguments in ``inbound_nodes``, operation configs),
+and ``check_model_config`` reports every offender at once; only then does ``make_layer``
+construct anything.
 
 Files written by tf_keras (Keras 2) differ in two places that change results: their
 ``hard_sigmoid`` is ``clip(0.2x + 0.5, 0, 1)``, which scratch calls ``hard_sigmoid_tf_keras``, and
@@ -55,12 +57,14 @@ def _is_keras_module(module):
 def object_problem(obj):
     """Why a serialized ``{class_name, module, registered_name, ...}`` dict is refused, or None."""
     cls = obj.get("class_name")
-    if cls in CODE_CLASSES:
-        return CODE_CLASSES[cls]
+    names = [c for c in (cls if isinstance(cls, list) else [cls]) if isinstance(c, str)]
+    for c in names:
+        if c in CODE_CLASSES:
+            return CODE_CLASSES[c]
     module = obj.get("module")
     registered = obj.get("registered_name")
-    custom_module = isinstance(module, str) and not _is_keras_module(module)
-    custom_name = isinstance(registered, str) and ">" in registered
+    custom_module = module is not None and not (isinstance(module, str) and _is_keras_module(module))
+    custom_name = registered is not None and not (isinstance(registered, str) and ">" not in registered)
     if not (custom_module or custom_name):
         return None
     what = f"custom object {cls!r}"
@@ -69,24 +73,68 @@ def object_problem(obj):
     if custom_module:
         what += f" from module {module!r}"
     return what + "; the engine runs only built-in Keras classes and never imports modules named in a file"
+
+
+def _as_object(value):
+    """A dict, or a list of ``[key, value]`` pairs (which ``dict()`` would accept) as a dict; else None."""
+    if isinstance(value, dict):
+        return value
+    if (isinstance(value, list) and value and isinstance(value[0], (list, tuple)) and len(value[0]) == 2
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) for p in value)):
+        return dict(value)
     return None
 
 
-def _walk_objects(value):
-    """Every dict in a config tree that names a class, outermost first."""
-    if isinstance(value, dict):
-        if "class_name" in value:
-            yield value
-        for v in value.values():
-            yield from _walk_objects(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _walk_objects(v)
+def _object_name(obj, path):
+    cfg = obj.get("config")
+    for name in (obj.get("name"), cfg.get("name") if isinstance(cfg, dict) else None):
+        if isinstance(name, str):
+            return name
+    return _path_text(path) or "config"
 
 
-def check_model_config(model_cfg):
-    """Every ``(layer_name, class_name, reason)`` the engine refuses or lacks, nested models included."""
-    problems = []
+def _path_text(path):
+    """``layers[2].config`` from the linked ``(parent, key)`` pairs the walk keeps (built only when needed)."""
+    parts = []
+    while path is not None:
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return "".join(reversed(parts)).lstrip(".")
+
+
+def code_problems(tree):
+    """``(name, class_name, reason)`` of every object anywhere in ``tree`` that would run code or import
+    a module: a layer, an activation, a call argument inside ``inbound_nodes``, an operation node's
+    config, in any shape (dicts, ``[key, value]`` pair lists, nested models). Iterative, so it runs
+    before (and whatever) the shape check says; an offender's insides are not reported again."""
+    problems, stack = [], [(tree, None)]
+    while stack:
+        value, path = stack.pop()
+        if not isinstance(value, (dict, list)):
+            continue
+        obj = _as_object(value)
+        if obj is not None:
+            if "class_name" in obj or "module" in obj or "registered_name" in obj:
+                reason = object_problem(obj)
+                if reason is not None:
+                    cls = obj.get("class_name")
+                    problems.append((_object_name(obj, path), cls if isinstance(cls, str) else repr(cls), reason))
+                    continue
+            stack.extend((v, (path, k)) for k, v in reversed(list(obj.items())))
+        else:
+            stack.extend((v, (path, i)) for i, v in reversed(list(enumerate(value))))
+    return problems
+
+
+def check_model_config(model_cfg, code_checked=False):
+    """Every ``(layer_name, class_name, reason)`` the engine refuses or lacks, nested models included.
+
+    Objects that would run code are found by ``code_problems`` on the raw tree, whatever its shape;
+    only when there are none is the layer check run, on the config ``schema.normalize_model``
+    checked (``normalize``), so that it can rely on the shape."""
+    problems = [] if code_checked else code_problems(model_cfg)
+    if problems:
+        return problems
     _check_layers(_layer_configs(model_cfg), problems, prefix="")
     return problems
 
@@ -101,15 +149,12 @@ def _check_layers(layer_cfgs, problems, prefix):
         cls = lc.get("class_name")
         cfg = lc.get("config") if isinstance(lc.get("config"), dict) else {}
         name = prefix + str(lc.get("name") or cfg.get("name") or "?")
-        reason = object_problem(lc)
-        if reason is None and cls in MODEL_CLASSES:
-            reason = object_problem({k: v for k, v in lc.items() if k != "config"})
-            if reason is None:
-                _check_layers(cfg.get("layers", []), problems, prefix=name + "/")
-                continue
-        if reason is None and is_op(lc):
+        if cls in MODEL_CLASSES:
+            _check_layers(cfg.get("layers", []), problems, prefix=name + "/")
+            continue
+        if is_op(lc):
             reason = None if cls in OPS else "Keras operation with no scratch implementation"
-        elif reason is None:
+        else:
             reason = _layer_problem(cls, cfg)
         if reason is not None:
             problems.append((name, cls, reason))
@@ -124,18 +169,9 @@ def _layer_problem(cls, cfg):
         for key in ("layer", "backward_layer"):
             inner = cfg.get(key)
             if isinstance(inner, dict):
-                reason = object_problem(inner) or _layer_problem(inner.get("class_name"), inner.get("config", {}))
+                reason = _layer_problem(inner.get("class_name"), inner.get("config", {}))
                 if reason is not None:
                     return f"wrapped {key} {inner.get('class_name')!r}: {reason}"
-    return _nested_problem(cfg)
-
-
-def _nested_problem(cfg):
-    # Activations, initializers, ... serialized as objects: a custom one is refused too.
-    for obj in _walk_objects(cfg):
-        reason = object_problem(obj)
-        if reason is not None:
-            return reason
     return None
 
 
