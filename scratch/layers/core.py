@@ -121,7 +121,7 @@ class ReLU(Layer):
         self.threshold = float(threshold)
         self._cut = float(np.float32(self.threshold))
         self._cap = None if max_value is None else float(np.float32(self.max_value))
-        leaky = max_value is None and self.threshold == 0.0
+        leaky = self._leaky = max_value is None and self.threshold == 0.0
         self._slope = float(np.float32(self.negative_slope)) if leaky else self.negative_slope
 
     def compute_output_shape(self, input_shape):
@@ -144,7 +144,9 @@ class ReLU(Layer):
         if self._cap is not None:
             slope &= x < self._cap
         grad = slope.astype(self.dtype)
-        if self.negative_slope != 0.0:
+        if self.negative_slope != 0.0 and self._leaky:
+            grad = np.where(x > 0, 1.0, self._slope).astype(self.dtype)   # LeakyReluGrad: alpha at 0 itself
+        elif self.negative_slope != 0.0:
             grad = grad + self._slope * (x < self.threshold)
         return (self.cast(dout) * grad).astype(self.dtype)
 
