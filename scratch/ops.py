@@ -120,6 +120,8 @@ def _hard_silu_df(x, y, dy):
 
 
 _GELU_TANH_C = 0.7978845608028654   # sqrt(2/pi), as tf.nn.gelu writes it
+# tf.nn.gelu casts the Python float 0.044715 through a float32 tensor, so it is float32-rounded in float64 too.
+_GELU_TANH_A = float(np.float32(0.044715))
 
 
 def _gelu(cfg):
@@ -127,12 +129,12 @@ def _gelu(cfg):
         return _named("gelu")(cfg)
 
     def forward(x):
-        return (0.5 * x * (1.0 + np.tanh(_GELU_TANH_C * (x + 0.044715 * x ** 3)))).astype(x.dtype)
+        return (0.5 * x * (1.0 + np.tanh(_GELU_TANH_C * (x + _GELU_TANH_A * x ** 3)))).astype(x.dtype)
 
     def backward(args, y, dy):
         x = args[0]
-        t = np.tanh(_GELU_TANH_C * (x + 0.044715 * x ** 3))
-        dt = (1.0 - t * t) * _GELU_TANH_C * (1.0 + 3 * 0.044715 * x * x)
+        t = np.tanh(_GELU_TANH_C * (x + _GELU_TANH_A * x ** 3))
+        dt = (1.0 - t * t) * _GELU_TANH_C * (1.0 + 3 * _GELU_TANH_A * x * x)
         return [_to(dy * (0.5 * (1.0 + t) + 0.5 * x * dt), x)]
     return forward, backward
 
