@@ -1,0 +1,256 @@
+"""``make zoo``: every keras.applications model, per-layer parity end to end and layer by layer.
+
+    python -m parity.zoo [--models GLOB[,GLOB...]] [--out reports] [--rebuild]
+
+For each model (keras_ref/zoo.py builds it offline, randomized with a fixed seed, at its smallest
+input size, and saves it as ``.keras`` and legacy ``.h5``), on scikit-learn's two photos:
+
+- the Keras reference is every graph node's output (layers and operations) of the in-memory
+  model that was saved, ``model(x, training=False)``. (Keras 3 cannot load a legacy ``.h5`` that
+  holds operation nodes with constants, MobileNetV3's ``x + 3.0``: "Only input tensors may be
+  passed as positional arguments"; the in-memory model is the model both files hold.)
+- **end to end**: scratch loads each file and runs the whole net; each node's tolerance uses the
+  longest chain of sums behind it (``parity.compare.effective_reductions``);
+- **layer by layer**: each scratch node reads Keras's own outputs of the nodes feeding it
+  (``Model.trace(x, feed=...)``) and its tolerance uses its own reduction alone;
+- both are judged by ``parity.tolerance``'s rule, unchanged. A row's *error / tol* is the largest
+  ``|scratch - keras| / (atol_eff + rtol |keras|)`` over its elements: below 1 passes.
+
+A model scratch cannot load is listed as refused, with the classes and reasons. Builds, the
+reference outputs and the Keras timing are cached under ``<out>/zoo_models/<name>/`` (keyed by
+Keras version, seed and size), so a rerun after an engine change costs only the scratch side;
+``--rebuild`` starts over. ``reports/zoo.json`` and ``reports/zoo.md`` are rewritten after each model.
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from . import compare as cmp
+from .report import to_json, write_atomic
+from .tolerance import tolerance
+
+FORMATS = ("keras", "h5")
+NESTED = ("Sequential", "Functional", "Model")
+
+
+# ---- the Keras side, cached ---------------------------------------------------------------------------
+def prepare(name, folder, size=None, rebuild=False, **kwargs):
+    """Build + save + probe ``name`` into ``folder`` (or reuse a matching cache); returns the metadata."""
+    from keras_ref import zoo as kzoo
+
+    from . import keras_runner as kr
+
+    keras, _ = kr._import()
+    size = size or kzoo.min_size(name)
+    key = dict(name=name, size=size, seed=kzoo.SEED, kwargs=kwargs, keras=keras.__version__)
+    meta_path = os.path.join(folder, "meta.json")
+    if not rebuild and os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("key") == key and all(os.path.exists(p) for p in meta["paths"].values()):
+            return meta
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    t0 = time.perf_counter()
+    model = kzoo.build(name, size, **kwargs)
+    paths = kzoo.save(model, folder, name)
+    build_s = time.perf_counter() - t0
+    x = kzoo.sample_inputs(name, size)
+    reference = cmp.flatten_outputs(kr.intermediate_outputs(model, x))
+    kr.call(model, x)   # warm-up: the timed calls measure inference, not tracing
+    keras_s = min(kr.predict(model, x)[1] for _ in range(2))
+    names = list(reference)
+    np.savez(os.path.join(folder, "reference.npz"), x=x, **{f"n{i}": reference[n] for i, n in enumerate(names)})
+    meta = dict(key=key, paths=paths, names=names, infos=kr.layer_infos(model), layers=len(model.layers),
+                params=kr.count_params(model), keras_seconds=keras_s, build_seconds=build_s)
+    write_atomic(meta_path, to_json(meta))
+    keras.backend.clear_session()
+    return meta
+
+
+def _reference(folder, meta):
+    with np.load(os.path.join(folder, "reference.npz")) as data:
+        return data["x"], {n: data[f"n{i}"] for i, n in enumerate(meta["names"])}
+
+
+# ---- the scratch side -------------------------------------------------------------------------------
+def own_reductions(infos):
+    """{name: the node's own reduction} (a nested model's output is its last inner node's)."""
+    own, last = {}, 1
+    for info in infos:
+        if info["class_name"] in NESTED:
+            own[info["name"]] = last
+            continue
+        own[info["name"]] = last = max(1, cmp.own_reduction(info["class_name"], info.get("config"),
+                                                            info.get("input_shape"), op=info.get("op", False)))
+    return own
+
+
+def tol_ratio(actual, desired, reduction):
+    """max |actual - desired| / (atol_eff + rtol |desired|) under parity.tolerance's rule."""
+    a, d = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    if a.size == 0:
+        return 0.0
+    finite = d[np.isfinite(d)]
+    atol, rtol = tolerance(np.asarray(desired).dtype, scale=float(np.max(np.abs(finite))) if finite.size else 0.0,
+                           reduction=reduction)
+    diff = np.where(np.isfinite(a) & np.isfinite(d), np.abs(a - d), np.where(a == d, 0.0, np.inf))
+    return float(np.max(diff / (atol + rtol * np.abs(np.where(np.isfinite(d), d, 0.0)))))
+
+
+def _judge(result, reference, trace, reductions):
+    """The compare_layers verdict plus the worst node by error / tolerance."""
+    worst = (None, 0.0)
+    for row in result["layers"]:
+        name = row["name"]
+        if row.get("status") not in ("ok", "diverged") or reference[name].dtype.kind != "f":
+            continue
+        ratio = tol_ratio(trace[name], reference[name], reductions.get(cmp._base(name), row["reduction"]))
+        row["tol_ratio"] = ratio
+        if ratio >= worst[1]:
+            worst = (name, ratio)
+    return dict(passed=result["passed"], compared=result["compared"], graph_nodes=result["graph_nodes"],
+                worst_layer=worst[0], worst_ratio=worst[1], first_diverging=result["first_diverging"],
+                first_diverging_reason=result["first_diverging_reason"])
+
+
+def run_format(path, x, reference, infos):
+    """One file through scratch: refused (with the reason), or the end-to-end and layer-by-layer verdicts."""
+    import scratch
+
+    try:
+        smodel = scratch.load(path)
+    except scratch.UnsupportedLayerError as exc:
+        return dict(status="refused", reason=_refusal(exc.problems))
+    except (scratch.ScratchError, ValueError, KeyError, OSError) as exc:
+        return dict(status="refused", reason=f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:400])
+    out = dict(scratch_params=smodel.count_params())
+    try:
+        t0 = time.perf_counter()
+        smodel.predict(x)
+        out["scratch_seconds"] = time.perf_counter() - t0
+        trace = smodel.trace(x)
+        chain = cmp.effective_reductions(infos)
+        out["end_to_end"] = _judge(cmp.compare_layers(reference, trace, infos), reference, trace, chain)
+        del trace
+        own = own_reductions(infos)
+        fed = smodel.trace(x, feed=reference)
+        out["layer_by_layer"] = _judge(cmp.compare_layers(reference, fed, infos, reductions=own), reference, fed, own)
+    except Exception as exc:  # noqa: BLE001 - scratch crashing on a model it loaded is a failure to report
+        return dict(out, status="fail", reason=f"scratch failed to run it: {type(exc).__name__}: {exc}"[:400])
+    out["status"] = "pass" if out["end_to_end"]["passed"] and out["layer_by_layer"]["passed"] else "fail"
+    return out
+
+
+def _refusal(problems):
+    """'DepthwiseConv2D x11 (no scratch implementation of this layer type); ...' grouped by class and reason."""
+    groups = {}
+    for _, cls, reason in problems:
+        groups[(cls, reason)] = groups.get((cls, reason), 0) + 1
+    return "; ".join(f"{cls} x{n} ({reason})" for (cls, reason), n in sorted(groups.items()))
+
+
+def run_model(name, folder, size=None, rebuild=False, **kwargs):
+    """The zoo row of one model (both formats)."""
+    t0 = time.perf_counter()
+    meta = prepare(name, folder, size=size, rebuild=rebuild, **kwargs)
+    x, reference = _reference(folder, meta)
+    row = dict(model=name, size=meta["key"]["size"], kwargs=kwargs, layers=meta["layers"],
+               nodes=sum(len(i["nodes"]) for i in meta["infos"]), params=meta["params"],
+               keras_seconds=meta["keras_seconds"], formats={})
+    for fmt in FORMATS:
+        res = run_format(meta["paths"][fmt], x, reference, meta["infos"])
+        if "scratch_params" in res and res["scratch_params"] != meta["params"]:
+            res.update(status="fail", reason=f"parameter count: Keras {meta['params']:,}, scratch {res['scratch_params']:,}")
+        row["formats"][fmt] = res
+    statuses = {r["status"] for r in row["formats"].values()}
+    row["status"] = "pass" if statuses == {"pass"} else "fail" if "fail" in statuses else "refused"
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+# ---- reports ----------------------------------------------------------------------------------------
+def _cell(res, part):
+    if res["status"] == "refused" or part not in res:
+        return "—"
+    j = res[part]
+    return f"{j['worst_ratio']:.3f} ({j['worst_layer']})" if j["worst_layer"] else "—"
+
+
+def markdown(data):
+    lines = [f"# keras.applications zoo: {data['passed']}/{data['total']} pass, {data['refused']} refused, "
+             f"{data['failed']} fail", "",
+             f"Keras {data['environment'].get('keras')}, TensorFlow {data['environment'].get('tensorflow')}, "
+             f"oneDNN {'on' if data['environment'].get('onednn_enabled') else 'off'}; inputs: scikit-learn's two "
+             f"photos at the smallest size each model accepts, through its preprocess_input; weights random "
+             f"(seed {data['seed']}). error / tol: the worst node's largest |scratch - Keras| / (atol + rtol |Keras|) "
+             f"under parity.tolerance (< 1 passes), end to end (e2e) and layer by layer (lbl), from the .keras file. "
+             f"Wall time {data['wall_seconds']:.0f} s.", "",
+             "| model | px | layers | nodes | params | .keras | .h5 | worst e2e: error / tol (node) | "
+             "worst lbl: error / tol (node) | scratch s | Keras s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for row in data["models"]:
+        k, h = row["formats"]["keras"], row["formats"]["h5"]
+        secs = f"{k['scratch_seconds']:.2f}" if "scratch_seconds" in k else "—"
+        lines.append(f"| {row['model']} | {row['size']} | {row['layers']} | {row['nodes']} | {row['params']:,} | "
+                     f"{k['status']} | {h['status']} | {_cell(k, 'end_to_end')} | {_cell(k, 'layer_by_layer')} | "
+                     f"{secs} | {row['keras_seconds']:.2f} |")
+        for fmt, res in row["formats"].items():
+            reason = res.get("reason") or next((res[p]["first_diverging_reason"] for p in ("end_to_end", "layer_by_layer")
+                                                if p in res and not res[p]["passed"]), None)
+            if reason:
+                notes.append(f"- **{row['model']}** (.{fmt}, {res['status']}): {reason}")
+    if notes:
+        lines += ["", "## Refusals and failures", ""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(out, data):
+    write_atomic(os.path.join(out, "zoo.json"), to_json(data))
+    write_atomic(os.path.join(out, "zoo.md"), markdown(data))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="parity.zoo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", help="comma-separated fnmatch patterns of application names (default: all)")
+    parser.add_argument("--out", default="reports", help="report folder (default: reports)")
+    parser.add_argument("--rebuild", action="store_true", help="ignore cached builds and reference outputs")
+    args = parser.parse_args(argv)
+    from keras_ref import zoo as kzoo
+
+    from . import keras_runner as kr
+
+    names = kzoo.names()
+    if args.models:
+        globs = [g.strip() for g in args.models.split(",") if g.strip()]
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+    t0 = time.perf_counter()
+    data = dict(environment=kr.environment(), seed=kzoo.SEED, models=[])
+    for name in names:
+        try:
+            row = run_model(name, os.path.join(args.out, "zoo_models", name), rebuild=args.rebuild)
+        except Exception as exc:  # noqa: BLE001 - one model that Keras cannot build must not hide the others
+            row = dict(model=name, size=kzoo.min_size(name), layers=0, nodes=0, params=0, keras_seconds=0.0,
+                       status="fail", formats={f: dict(status="fail", reason=f"{type(exc).__name__}: {exc}"[:400])
+                                              for f in FORMATS})
+        data["models"].append(row)
+        statuses = [r["status"] for r in data["models"]]
+        data.update(total=len(statuses), passed=statuses.count("pass"), refused=statuses.count("refused"),
+                    failed=statuses.count("fail"), wall_seconds=time.perf_counter() - t0)
+        write_reports(args.out, data)
+        print(f"  {name:<20} {row['status']:<8} ({row.get('seconds', 0):.0f} s)", flush=True)
+    print(f"zoo: {data['passed']}/{data['total']} pass, {data['refused']} refused, {data['failed']} fail; "
+          f"{args.out}/zoo.md ({time.perf_counter() - t0:.0f} s)")
+    return 0 if data["failed"] == 0 and data["refused"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
