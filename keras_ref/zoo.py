@@ -47,12 +47,64 @@ def min_size(name):
     return MIN_SIZE.get(name, DEFAULT_SIZE)
 
 
-def build(name, size=None, seed=SEED, **kwargs):
-    """``keras.applications.<name>(weights=None, input_shape=(size, size, 3), **kwargs)``, randomized."""
+# Reduced members of some families for the bounded test subset (tests/parity/test_zoo.py): the
+# family's own generic builder with fewer blocks and narrower stages. Same layer types, cells and
+# graph patterns as the named model, a fraction of its build and run time.
+REDUCED = {
+    "NASNetMobile": ("nasnet.NASNet", dict(penultimate_filters=96, num_blocks=1, stem_block_filters=8,
+                                           skip_reduction=False, filter_multiplier=2, default_size=224,
+                                           name="nasnet_mobile_reduced")),
+    "ConvNeXtTiny": ("convnext.ConvNeXt", dict(depths=[1, 1, 2, 1], projection_dims=[8, 16, 24, 32],
+                                               default_size=224, name="convnext_tiny_reduced")),
+    "EfficientNetB0": ("efficientnet.EfficientNet", dict(width_coefficient=0.25, depth_coefficient=0.25,
+                                                         default_size=224, name="efficientnetb0_reduced")),
+    # InceptionResNetV2's builder has no width or depth knob: its own stem pieces and one block of each
+    # type (block35, block17, block8 and the final linear block8), through Keras's conv2d_bn and
+    # inception_resnet_block, which give the CustomScaleLayer residuals.
+    "InceptionResNetV2": ("zoo.mini_inception_resnet_v2", {}),
+}
+
+
+def mini_inception_resnet_v2(weights=None, input_shape=(75, 75, 3), classes=1000):
+    """A small InceptionResNetV2 made of Keras's own InceptionResNetV2 building blocks (see ``REDUCED``)."""
+    from keras.src.applications.inception_resnet_v2 import conv2d_bn, inception_resnet_block
+
     keras = _keras()
-    size = size or min_size(name)
+    L = keras.layers
+    img = keras.Input(input_shape)
+    x = conv2d_bn(img, 16, 3, strides=2, padding="valid")
+    x = L.MaxPooling2D(3, strides=2)(conv2d_bn(x, 32, 3))
+    branches = [conv2d_bn(x, 16, 1), conv2d_bn(conv2d_bn(x, 8, 1), 16, 5),
+                conv2d_bn(L.AveragePooling2D(3, strides=1, padding="same")(x), 16, 1)]
+    x = inception_resnet_block(L.Concatenate(name="mixed_5b")(branches), scale=0.17, block_type="block35", block_idx=1)
+    for stage, (scale, block) in enumerate(((0.1, "block17"), (0.2, "block8"))):
+        x = L.Concatenate(name=f"mixed_{6 + stage}a")([conv2d_bn(x, 32, 3, strides=2, padding="valid"),
+                                                      L.MaxPooling2D(3, strides=2)(x)])
+        x = inception_resnet_block(x, scale=scale, block_type=block, block_idx=1)
+    x = inception_resnet_block(x, scale=1.0, activation=None, block_type="block8", block_idx=10)
+    x = L.GlobalAveragePooling2D(name="avg_pool")(conv2d_bn(x, 64, 1, name="conv_7b"))
+    return keras.Model(img, L.Dense(classes, activation="softmax", name="predictions")(x),
+                       name="inception_resnet_v2_mini")
+
+
+def _builder(name, builder=None):
+    if builder is None:
+        return getattr(_keras().applications, name)
+    module, _, func = builder.rpartition(".")
+    if module == "zoo":
+        return globals()[func]
+    return getattr(importlib.import_module(f"keras.src.applications.{module}"), func)
+
+
+def build(app, size=None, seed=SEED, builder=None, **kwargs):
+    """``keras.applications.<app>(weights=None, input_shape=(size, size, 3), **kwargs)``, randomized.
+
+    ``builder`` (``"nasnet.NASNet"``) calls a family's generic builder instead (``REDUCED``).
+    """
+    keras = _keras()
+    size = size or min_size(app)
     keras.utils.set_random_seed(seed)
-    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), **kwargs)
+    model = _builder(app, builder)(weights=None, input_shape=(size, size, 3), **kwargs)
     randomize(model, np.random.default_rng(seed))
     return model
 
@@ -94,14 +146,13 @@ def sample_inputs(name, size):
 
     photos = load_sample_images().images   # china.jpg, flower.jpg
     x = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in photos])
-    builder = getattr(_keras().applications, name)
-    preprocess = importlib.import_module(builder.__module__).preprocess_input
+    preprocess = importlib.import_module(_builder(name).__module__).preprocess_input
     return np.asarray(preprocess(x.astype("float32")), dtype="float32")
 
 
-def save(model, folder, stem):
-    """``{format: path}`` for the model saved as ``.keras`` and as legacy ``.h5``."""
-    paths = {"keras": os.path.join(folder, f"{stem}.keras"), "h5": os.path.join(folder, f"{stem}.h5")}
+def save(model, folder, stem, formats=("keras", "h5")):
+    """``{format: path}`` for the model saved as ``.keras`` and/or legacy ``.h5``."""
+    paths = {fmt: os.path.join(folder, f"{stem}.{fmt}") for fmt in formats}
     for path in paths.values():
         model.save(path)
     return paths

@@ -41,8 +41,11 @@ NESTED = ("Sequential", "Functional", "Model")
 
 
 # ---- the Keras side, cached ---------------------------------------------------------------------------
-def prepare(name, folder, size=None, rebuild=False, **kwargs):
-    """Build + save + probe ``name`` into ``folder`` (or reuse a matching cache); returns the metadata."""
+def prepare(name, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
+    """Build + save + probe ``name`` into ``folder`` (or reuse a matching cache); returns the metadata.
+
+    ``kwargs`` go to ``keras_ref.zoo.build`` (``builder=`` picks a family's generic builder).
+    """
     from keras_ref import zoo as kzoo
 
     from . import keras_runner as kr
@@ -54,13 +57,13 @@ def prepare(name, folder, size=None, rebuild=False, **kwargs):
     if not rebuild and os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
-        if meta.get("key") == key and all(os.path.exists(p) for p in meta["paths"].values()):
+        if meta.get("key") == key and all(os.path.exists(meta["paths"].get(f, "")) for f in formats):
             return meta
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     t0 = time.perf_counter()
     model = kzoo.build(name, size, **kwargs)
-    paths = kzoo.save(model, folder, name)
+    paths = kzoo.save(model, folder, name, formats)
     build_s = time.perf_counter() - t0
     x = kzoo.sample_inputs(name, size)
     reference = cmp.flatten_outputs(kr.intermediate_outputs(model, x))
@@ -157,15 +160,15 @@ def _refusal(problems):
     return "; ".join(f"{cls} x{n} ({reason})" for (cls, reason), n in sorted(groups.items()))
 
 
-def run_model(name, folder, size=None, rebuild=False, **kwargs):
-    """The zoo row of one model (both formats)."""
+def run_model(name, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
+    """The zoo row of one model (each of ``formats``)."""
     t0 = time.perf_counter()
-    meta = prepare(name, folder, size=size, rebuild=rebuild, **kwargs)
+    meta = prepare(name, folder, size=size, rebuild=rebuild, formats=formats, **kwargs)
     x, reference = _reference(folder, meta)
     row = dict(model=name, size=meta["key"]["size"], kwargs=kwargs, layers=meta["layers"],
                nodes=sum(len(i["nodes"]) for i in meta["infos"]), params=meta["params"],
                keras_seconds=meta["keras_seconds"], formats={})
-    for fmt in FORMATS:
+    for fmt in formats:
         res = run_format(meta["paths"][fmt], x, reference, meta["infos"])
         if "scratch_params" in res and res["scratch_params"] != meta["params"]:
             res.update(status="fail", reason=f"parameter count: Keras {meta['params']:,}, scratch {res['scratch_params']:,}")
