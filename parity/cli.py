@@ -17,6 +17,10 @@ import time
 
 import numpy as np
 
+from . import __version__
+from .extras import MissingExtra, require_keras
+from .quiet import VERBOSE_ENV
+
 USAGE_ERROR = 2
 
 
@@ -32,6 +36,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser():
     parser = _Parser(prog="parity", description="Keras vs scratch NumPy parity checks.")
+    parser.add_argument("--version", action="version", version=f"parity {__version__} (scratch engine {__version__})")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let TensorFlow's own start-up lines (absl, oneDNN, CUDA) through to stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/")
     run.add_argument("--weights", default="weights", help="folder holding MANIFEST.json (default: weights)")
@@ -65,7 +72,39 @@ def build_parser():
     check.add_argument("--junit", metavar="FILE", help="write a JUnit XML file (one test case per layer)")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first diverging layer")
     check.set_defaults(func=_check)
+
+    layers = sub.add_parser("layers", help="every layer class the engine runs, its settings, and what it refuses")
+    layers.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    layers.add_argument("--update-readme", metavar="README",
+                        help="rewrite the generated layer table in this README (with --format markdown)")
+    layers.set_defaults(func=_layers)
     return parser
+
+
+def _layers(args):
+    """``parity layers``: needs the engine only, never TensorFlow."""
+    import json
+    from pathlib import Path
+
+    from scratch.layers.catalog import catalog
+
+    from .layer_table import format_markdown, format_text, replace_readme_section
+
+    entries = catalog()
+    if args.update_readme:
+        path = Path(args.update_readme)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot read it: {exc.strerror}")
+        path.write_text(replace_readme_section(text, entries), encoding="utf-8")
+        print(f"{path}: layer table updated ({len(entries)} classes)")
+        return 0
+    if args.format == "json":
+        print(json.dumps(entries, indent=1, default=str))
+    else:
+        print(format_markdown(entries) if args.format == "markdown" else format_text(entries))
+    return 0
 
 
 # ---- parity check -------------------------------------------------------------------------------
@@ -162,6 +201,7 @@ def _check(args):
     smodel = _load_scratch(args.model, args.config)
     xs = read_inputs(args.inputs, smodel, args.samples) if args.inputs else None
 
+    require_keras()
     from . import keras_runner as kr   # TensorFlow starts here, after every cheap check
 
     try:
@@ -190,6 +230,8 @@ def _check(args):
     print(f"parity check {args.model}: {len(xs[0])} sample(s), inputs "
           f"{'from ' + args.inputs if args.inputs else f'random (seed {args.seed})'}")
     print(cmp.format_table(result))
+    print(cmp.LEGEND)
+    print(cmp.overrides_line(result["tolerance_overrides"]))
     status = "PASS" if result["passed"] else "FAIL"
     print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers and operations within "
           f"tolerance ({result['compared']} of the graph's {result['graph_nodes']} nodes compared, {elapsed:.1f} s)")
@@ -208,6 +250,7 @@ def _check(args):
 
 # ---- parity run ---------------------------------------------------------------------------------
 def _run(args):
+    require_keras()
     from .suite import run_suite
 
     return run_suite(args)
@@ -219,10 +262,15 @@ def main(argv=None):
         argv = [os.fspath(a) for a in argv]
     try:
         args = parser.parse_args(argv)
+        if args.verbose:
+            os.environ[VERBOSE_ENV] = "1"
         return args.func(args)
-    except BadInput as exc:
+    except (BadInput, MissingExtra) as exc:
         print(f"parity: error: {_one_line(exc)}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `parity layers | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

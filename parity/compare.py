@@ -171,7 +171,7 @@ def _base(name):
 
 
 def _slim(stats):
-    keep = ("max_abs", "max_rel", "mean_abs", "eps_units", "frac_beyond", "atol", "rtol", "passed",
+    keep = ("max_abs", "max_rel", "mean_abs", "eps_units", "frac_beyond", "headroom", "atol", "rtol", "passed",
             "worst_index", "worst_actual", "worst_desired")
     return {k: stats[k] for k in keep}
 
@@ -213,7 +213,8 @@ def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, at
             equal = bool(np.array_equal(k, s))
             row.update(status="ok" if equal else "diverged", passed=equal, max_abs=0.0 if equal else
                        float(np.max(np.abs(k.astype(np.float64) - s))), max_rel=0.0, mean_abs=0.0,
-                       eps_units=0.0, frac_beyond=0.0 if equal else float(np.mean(k != s)), atol=0.0, rtol=0.0)
+                       eps_units=0.0, frac_beyond=0.0 if equal else float(np.mean(k != s)), atol=0.0, rtol=0.0,
+                       headroom=0.0 if equal else math.inf)
             rows.append(row)
             continue
         stats = compare(s, k, reduction=red, atol=atol, rtol=rtol, dtype=k.dtype)
@@ -246,7 +247,21 @@ def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, at
         first_diverging_reason=None if first is None else _reason(first),
         scratch_only=extra,
         growth=error_growth(rows),
+        tolerance_overrides=tolerance_overrides(atol, rtol),
     )
+
+
+def tolerance_overrides(atol=None, rtol=None):
+    """``{"atol": x}`` / ``{"rtol": y}`` for each policy value a user replaced (empty: the policy ran)."""
+    return {k: float(v) for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
+
+
+def overrides_line(overrides):
+    """One line for every report: the tolerance in force is never silent."""
+    if not overrides:
+        return "tolerance: the policy (parity/tolerance.py), no overrides"
+    given = ", ".join(f"--{k} {v:g}" for k, v in overrides.items())
+    return f"tolerance: OVERRIDDEN by {given} (the policy's values were not used for these)"
 
 
 def error_budget(keras, scratch, truth, *, reduction=1):
@@ -312,7 +327,7 @@ def summarize(result):
 def format_table(result, *, max_name=36):
     """The per-layer table printed by the CLI."""
     head = (f"{'#':>3} {'layer':<{max_name}} {'class':<20} {'shape':<18} {'red':>6} "
-            f"{'max abs':>10} {'max rel':>10} {'eps':>8} {'%beyond':>8} {'atol':>9}  status")
+            f"{'max abs':>10} {'max rel':>10} {'eps':>8} {'%beyond':>8} {'atol':>9} {'err/tol':>8}  status")
     lines = [head, "-" * len(head)]
     truthy = any("truth" in r for r in result["layers"])
     if truthy:
@@ -323,7 +338,8 @@ def format_table(result, *, max_name=36):
         if "max_abs" in r:
             line = (f"{r['depth']:>3} {name:<{max_name}} {r['class_name'][:20]:<20} {shape[:18]:<18} "
                     f"{r['reduction']:>6} {r['max_abs']:>10.3e} {_fmt_rel(r['max_rel']):>10} "
-                    f"{r['eps_units']:>8.1f} {100 * r['frac_beyond']:>8.3f} {r['atol']:>9.2e}  "
+                    f"{r['eps_units']:>8.1f} {100 * r['frac_beyond']:>8.3f} {r['atol']:>9.2e} "
+                    f"{_fmt_rel(r.get('headroom', 0.0)):>8}  "
                     f"{'ok' if r['passed'] else 'FAIL'}")
             t = r.get("truth")
             if t:
@@ -341,3 +357,12 @@ def format_table(result, *, max_name=36):
 
 def _fmt_rel(x):
     return "inf" if not math.isfinite(x) else f"{x:.3e}" if x < 1e6 else ">1e6"
+
+
+# What every column of the per-layer tables means, printed under each (terminal, parity.md, index.html).
+LEGEND = ("reduction (red): the longest chain of sums behind one element; atol grows with its square root. "
+          "max abs / max rel / mean abs: scratch vs Keras. eps (units): max abs in machine epsilons of the dtype "
+          "times max(1, largest |Keras value|). % beyond: elements outside tolerance. atol (used): the absolute "
+          "tolerance for that layer. err/tol: the largest error / (atol + rtol*|Keras|); below 1 passes, and how "
+          "far below is the headroom. Keras / scratch vs f64: each float32 side's max abs error against scratch "
+          "rerun in float64 (the truth run); further from truth: which side is further.")

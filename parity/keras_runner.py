@@ -35,9 +35,9 @@ KERAS_CALL = "model(x, training=False), eager, in batches"
 
 def _import():
     if not _KERAS:
-        import keras
-        import tensorflow as tf
+        from .quiet import import_tensorflow_quietly
 
+        keras, tf = import_tensorflow_quietly()
         tf.get_logger().setLevel("ERROR")   # retracing warnings from probing many small models
         _KERAS.update(keras=keras, tf=tf)
     return _KERAS["keras"], _KERAS["tf"]

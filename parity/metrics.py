@@ -9,6 +9,19 @@ install folder (read-only on some machines, and a race between parallel runs). W
 missing, ``tokenize`` falls back to a pure-Python equivalent for already-tokenized lower-case text
 (whitespace split, punctuation tokens dropped), and says which one it used.
 
+Every scorer takes references and hypotheses either as coco's dicts, ``{id: [ref, ...]}`` and
+``{id: [hyp]}``, or as plain lists in the same order: one list of references (or one reference
+string) and one hypothesis string per sample. Captions are compared as whitespace tokens, so
+tokenize first (``tokenize``) unless they are lower-case words already:
+
+    >>> from parity import metrics
+    >>> refs = [["a cat sits on the mat", "the cat is on the mat"], ["two dogs run"]]
+    >>> hyps = ["a cat is on the mat", "two dogs run"]
+    >>> metrics.bleu(refs, hyps)            # [BLEU-1, BLEU-2, BLEU-3, BLEU-4]
+    >>> metrics.rouge_l(refs, hyps), metrics.cider_d(refs, hyps)
+    >>> metrics.caption_metrics(refs, hyps)  # all of them, METEOR too when Java 17 is installed
+    >>> metrics.macro_f1([0, 1, 2, 2], [0, 2, 2, 2])   # classification: sklearn's macro-F1
+
 BLEU is cross-checked against nltk's ``corpus_bleu`` on the same tokens. They agree to ~1e-10 (coco
 adds 1e-9/1e-15 smoothing constants) for every order n where all hypotheses have at least n tokens;
 ``bleu_cross_check`` explains and lists the orders it cannot compare.
@@ -83,6 +96,20 @@ def tokenize(captions, method="auto"):
     return out, method
 
 
+def as_coco(gts, res):
+    """Plain lists (or coco dicts) -> coco's ``({id: [refs]}, {id: [hyp]})``, ids 0..n-1 for lists."""
+    if isinstance(gts, dict) and isinstance(res, dict):
+        return gts, res
+    if isinstance(gts, dict) or isinstance(res, dict):
+        raise ValueError("give references and hypotheses both as {id: [captions]} dicts or both as lists")
+    gts, res = list(gts), list(res)
+    if len(gts) != len(res):
+        raise ValueError(f"{len(gts)} reference entries for {len(res)} hypotheses")
+    refs = {i: [r] if isinstance(r, str) else list(r) for i, r in enumerate(gts)}
+    hyps = {i: [h] if isinstance(h, str) else list(h) for i, h in enumerate(res)}
+    return refs, hyps
+
+
 def _check(gts, res):
     if list(gts) != list(res):
         raise ValueError("references and hypotheses must have the same ids in the same order")
@@ -94,24 +121,30 @@ def _check(gts, res):
 
 
 def bleu(gts, res):
+    """coco-caption BLEU-1..4 as a list of four floats (corpus level, over whitespace tokens)."""
     from pycocoevalcap.bleu.bleu import Bleu
 
+    gts, res = as_coco(gts, res)
     _check(gts, res)
     score, _ = Bleu(4).compute_score(gts, res, verbose=0)
     return [float(s) for s in score]
 
 
 def rouge_l(gts, res):
+    """coco-caption ROUGE-L (LCS-based F-measure, beta 1.2), averaged over samples."""
     from pycocoevalcap.rouge.rouge import Rouge
 
+    gts, res = as_coco(gts, res)
     _check(gts, res)
     return float(Rouge().compute_score(gts, res)[0])
 
 
 def cider_d(gts, res):
+    """coco-caption CIDEr-D; its idf comes from the references given, so score a whole split at once."""
     # coco-caption's "CIDEr" is CIDEr-D: Gaussian length penalty (sigma=6) and clipped n-gram counts.
     from pycocoevalcap.cider.cider import Cider
 
+    gts, res = as_coco(gts, res)
     _check(gts, res)
     return float(Cider().compute_score(gts, res)[0])
 
@@ -132,6 +165,7 @@ class MeteorScorer:
         self._meteor = Meteor()
 
     def score(self, gts, res):
+        gts, res = as_coco(gts, res)
         _check(gts, res)
         proc = self._meteor.meteor_p
         try:
@@ -161,6 +195,7 @@ def caption_metrics(gts, res, meteor=None):
     ``meteor`` is a MeteorScorer to reuse (Java start-up costs ~10 s), None to start one, or False
     to skip. A METEOR failure is reported in ``METEOR_error`` with the reason; the others still run.
     """
+    gts, res = as_coco(gts, res)
     b = bleu(gts, res)
     out = {f"Bleu_{i + 1}": b[i] for i in range(4)}
     out["ROUGE_L"] = rouge_l(gts, res)
@@ -184,6 +219,7 @@ def nltk_bleu(gts, res):
     """nltk ``corpus_bleu`` (BLEU-1..4, no smoothing) on the same whitespace tokens."""
     from nltk.translate.bleu_score import corpus_bleu
 
+    gts, res = as_coco(gts, res)
     _check(gts, res)
     refs = [[r.split() for r in gts[k]] for k in res]
     hyps = [res[k][0].split() for k in res]
@@ -224,3 +260,12 @@ def bleu_cross_check(gts, res, tol=1e-9):
     diff = max((abs(coco[n - 1] - ref[n - 1]) for n in checked), default=0.0)
     return dict(coco=coco, nltk=ref, orders_checked=checked, skipped=skipped, max_diff=diff, tol=tol,
                 passed=bool(checked) and diff <= tol)
+
+
+def macro_f1(y_true, y_pred, labels=None):
+    """Macro-averaged F1 over ``labels`` (default: every label seen), as scikit-learn computes it."""
+    from .classification import metrics as classification_metrics
+
+    if labels is None:
+        labels = sorted(set(list(y_true)) | set(list(y_pred)))
+    return classification_metrics(list(y_true), list(y_pred), labels)["macro_f1"]

@@ -17,48 +17,75 @@ def _plt():
     return plt
 
 
-def plot_error_vs_depth(path, results, title="Per-layer error vs depth"):
-    """``results``: {label: compare_layers result}; max |scratch - Keras| in eps units, log scale."""
+ZERO_LINTHRESH = 1e-3   # symlog: below this the axis is linear, so an exact 0 sits on a tick labelled 0
+
+
+def _headroom_axis(ax, names, title, top):
+    """err/tol per layer: symlog so that exact zero shows as 0, the tolerance line at 1, layer names on x."""
+    ax.set_yscale("symlog", linthresh=ZERO_LINTHRESH)
+    ax.set_ylim(0, max(3.0, 2 * top))   # the tolerance line is always on the plot
+    ax.axhline(1.0, color="#b00", linewidth=1, linestyle="--", label="tolerance (err/tol = 1)")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=5)
+    ax.set_title(title, fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _headroom(row):
+    # A row with no numbers (missing output, wrong shape) failed outright: draw it off the scale.
+    return row.get("headroom", 0.0 if row["passed"] else float("inf"))
+
+
+def plot_error_vs_depth(path, results, title="Per-layer error vs tolerance"):
+    """``results``: {label: compare_layers result}; one small plot per model of err/tol per layer.
+
+    err/tol is the largest element error divided by the tolerance in force (``headroom`` in
+    parity.compare): below the red line at 1 the layer passes.
+    """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    floor = 1e-2
-    for label, res in results.items():
-        g = res["growth"]
-        ys = [max(e, floor) for e in g["eps_units"]]
-        ax.plot(g["depth"], ys, marker=".", linewidth=1, label=label)
-    ax.set_yscale("log")
-    ax.axhline(floor, color="#888", linewidth=0.6, linestyle=":")
-    ax.text(0.01, floor * 1.15, "bit-identical (error 0)", fontsize=6, color="#666", transform=ax.get_yaxis_transform())
-    ax.set_xlabel("layer depth (trace order)")
-    ax.set_ylabel("max |scratch - Keras| / (eps32 * max(1, scale))")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if len(results) <= 12:
-        ax.legend(fontsize=6, ncol=2)
+    n = len(results)
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.6), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, (label, res) in zip(axes.ravel(), results.items()):
+        layers = res["layers"]
+        ys = [min(_headroom(r), 1e6) for r in layers]
+        failed = [i for i, r in enumerate(layers) if not r["passed"]]
+        ax.plot(range(len(ys)), ys, marker=".", linewidth=1, color="#1f77b4", label="err/tol per layer")
+        if failed:
+            ax.plot(failed, [ys[i] for i in failed], "x", color="#b00", ms=7, label="failing layer")
+        _headroom_axis(ax, [r["name"] for r in layers], f"{label} ({'FAIL' if failed else 'pass'})", max(ys, default=0))
+    axes.ravel()[0].legend(fontsize=6, loc="upper left")
+    fig.suptitle(title + " (symlog; 0 = bit-identical)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
 def plot_error_budget(path, result, title):
-    """Keras and scratch float32 error against the float64 truth, per layer."""
+    """Keras and scratch float32 error against the float64 truth, per layer (layer names on x)."""
     rows = [r for r in result["layers"] if "truth" in r]
     if not rows:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    d = [r["depth"] for r in rows]
-    ax.plot(d, [max(r["truth"]["keras_max_abs"], 1e-12) for r in rows], marker="o", ms=3, label="Keras f32 vs f64 truth")
-    ax.plot(d, [max(r["truth"]["scratch_max_abs"], 1e-12) for r in rows], marker="x", ms=3,
-            label="scratch f32 vs f64 truth")
-    ax.set_yscale("log")
-    ax.set_xlabel("layer depth")
-    ax.set_ylabel("max abs error")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    x = range(len(rows))
+    ax.plot(x, [r["truth"]["keras_max_abs"] for r in rows], marker="o", ms=3, label="Keras float32 vs float64 truth")
+    ax.plot(x, [r["truth"]["scratch_max_abs"] for r in rows], marker="x", ms=4,
+            label="scratch float32 vs float64 truth")
+    ax.plot(x, [r["atol"] for r in rows], color="#b00", linestyle="--", linewidth=1, label="atol in force (per layer)")
+    ax.set_yscale("symlog", linthresh=1e-9)
+    ax.set_ylim(0, None)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([r["name"] for r in rows], rotation=90, fontsize=6)
+    ax.set_ylabel("max abs error (0 = exact)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return True
 
@@ -75,10 +102,10 @@ def plot_history(path, histories, title="Training curves (MANIFEST history)"):
         ax.set_title(key)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-        if ax.lines and len(histories) <= 17:
-            ax.legend(fontsize=5, ncol=2)
+    if axes[0].lines:   # one legend for both panels, beside them: 17 names do not fit inside
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=6, ncol=1 + len(histories) // 12)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.78, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -120,18 +147,17 @@ def plot_filters(path, kernel, title):
     cols = min(n, 16)
     rows = int(np.ceil(n / cols))
     plt = _plt()
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.6, rows * 0.6 + 0.5))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.6 + 1.6, rows * 0.6 + 0.6))
     axes = np.atleast_1d(axes).ravel()
+    # One symmetric scale for every filter, so that strips can be compared and the colour bar reads them.
+    shown = kernel.mean(axis=2)
+    lim = float(np.max(np.abs(shown))) or 1.0
+    image = None
     for i, ax in enumerate(axes):
         ax.axis("off")
-        if i >= n:
-            continue
-        f = kernel[..., i]
-        if f.shape[2] == 3:
-            f = (f - f.min()) / (np.ptp(f) or 1.0)
-            ax.imshow(f, interpolation="nearest")
-        else:
-            ax.imshow(f.mean(axis=2), cmap="gray", interpolation="nearest")
+        if i < n:
+            image = ax.imshow(shown[..., i], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01, label="weight")
     fig.suptitle(title, fontsize=8)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from .plots import (plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters,
-                    plot_history)
+from .compare import LEGEND, overrides_line
+from .plots import plot_error_budget, plot_error_vs_depth
+from .suite_page import divergence_lines, layer_parts, margins_text, write_index
 
 
 # ---- files --------------------------------------------------------------------------------------
@@ -23,6 +24,7 @@ def write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)   # mkstemp makes 0600; reports are read by artifact servers running as other users
     os.replace(tmp, path)
 
 
@@ -52,6 +54,12 @@ def write_junit(path, model, result, elapsed):
             from .compare import _reason
 
             ET.SubElement(case, "failure", message=f"{r['name']} diverges from Keras").text = _reason(r)
+    props = ET.Element("properties")
+    overrides = result.get("tolerance_overrides") or {}
+    ET.SubElement(props, "property", name="tolerance", value="overridden" if overrides else "policy")
+    for key, value in overrides.items():
+        ET.SubElement(props, "property", name=f"tolerance.{key}_override", value=repr(value))
+    suite.insert(0, props)
     root = ET.Element("testsuites", tests=str(len(rows)), failures=str(failures))
     root.append(suite)
     write_atomic(path, ET.tostring(root, encoding="unicode"))
@@ -79,14 +87,14 @@ def layer_rows(result):
         t = r.get("truth") or {}
         rows.append([r["depth"], r["name"], r["class_name"], "x".join(str(d) for d in r["shape"]), r["reduction"],
                      _e(r.get("max_abs")), _e(r.get("max_rel")), _e(r.get("mean_abs")), _f(r.get("eps_units")),
-                     _f(100 * r["frac_beyond"]) if "frac_beyond" in r else "", _e(r.get("atol")),
+                     _f(100 * r["frac_beyond"]) if "frac_beyond" in r else "", _e(r.get("atol")), _f(r.get("headroom")),
                      _e(t.get("keras_max_abs")), _e(t.get("scratch_max_abs")), t.get("further", ""),
                      "ok" if r["passed"] else "FAIL"])
     return rows
 
 
 LAYER_HEADERS = ["#", "layer", "class", "shape", "reduction", "max abs", "max rel", "mean abs", "eps units",
-                 "% beyond", "atol used", "Keras vs f64", "scratch vs f64", "further from truth", "status"]
+                 "% beyond", "atol used", "err/tol", "Keras vs f64", "scratch vs f64", "further from truth", "status"]
 
 
 def _e(x):
@@ -115,8 +123,10 @@ def write_check_report(folder, model, result, env, *, inputs, samples):
     data = dict(model=str(model), inputs=inputs, samples=samples, environment=env, result=result)
     write_atomic(os.path.join(folder, "parity.json"), to_json(data))
     verdict = "PASS" if result["passed"] else f"FAIL (first diverging layer: {result['first_diverging']})"
+    tol_line = overrides_line(result.get("tolerance_overrides"))
     md = [f"# parity check: {model}", "", f"**{verdict}**", "", f"inputs: {inputs}, samples: {samples}, "
-          f"oneDNN: {env.get('onednn_enabled')}", "", md_table(LAYER_HEADERS, layer_rows(result))]
+          f"oneDNN: {env.get('onednn_enabled')}", "", f"**{tol_line}**", "", md_table(LAYER_HEADERS, layer_rows(result)),
+          "", LEGEND]
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
     plot_error_vs_depth(os.path.join(folder, "img", "error_vs_depth.png"), {os.path.basename(str(model)): result})
     has_truth = plot_error_budget(os.path.join(folder, "img", "error_budget.png"), result, "float64 error budget")
@@ -124,25 +134,19 @@ def write_check_report(folder, model, result, env, *, inputs, samples):
     body = (f"<p class='{'pass' if result['passed'] else 'failw'}'>{html.escape(verdict)}</p>"
             f"<p>inputs: {html.escape(str(inputs))}; samples: {samples}; TF {env.get('tensorflow')}, "
             f"Keras {env.get('keras')}, oneDNN on: {env.get('onednn_enabled')}</p>"
+            f"<p class='{'failw' if result.get('tolerance_overrides') else ''}'>{html.escape(tol_line)}</p>"
             "<img src='img/error_vs_depth.png' alt='error vs depth'>"
             + ("<img src='img/error_budget.png' alt='error budget'>" if has_truth else "")
-            + html_table(LAYER_HEADERS, layer_rows(result), cls))
+            + html_table(LAYER_HEADERS, layer_rows(result), cls)
+            + f"<p class='legend'>{html.escape(LEGEND)}</p>")
     write_atomic(os.path.join(folder, "index.html"), page(f"parity check: {os.path.basename(str(model))}", body))
 
 
 # ---- the suite report -----------------------------------------------------------------------------
-def _per_layer_parts(r):
-    """{label: compare result} for a model result (captioners have several models)."""
-    pl = r.get("per_layer")
-    if not pl:
-        return {}
-    return {"": pl} if "layers" in pl else {f"/{k}": v for k, v in pl.items()}
-
-
 def _worst(r):
     """(layer label, max abs, eps units, layers passed, layers total) over all of a model's parts."""
     best, ok, total = None, 0, 0
-    for suffix, res in _per_layer_parts(r).items():
+    for suffix, res in layer_parts(r).items():
         ok += sum(x["passed"] for x in res["layers"])
         total += len(res["layers"])
         for row in res["layers"]:
@@ -154,7 +158,7 @@ def _worst(r):
 def _truth_counts(r):
     """'K/S/=': layers where Keras / scratch is further from the float64 truth, and exact ties."""
     counts = {"keras": 0, "scratch": 0, "tie": 0}
-    for res in _per_layer_parts(r).values():
+    for res in layer_parts(r).values():
         for row in res["layers"]:
             if "truth" in row:
                 counts[row["truth"]["further"]] += 1
@@ -162,7 +166,7 @@ def _truth_counts(r):
 
 
 def _first_div(r):
-    for suffix, res in _per_layer_parts(r).items():
+    for suffix, res in layer_parts(r).items():
         if res["first_diverging"]:
             return suffix.lstrip("/") + (":" if suffix else "") + res["first_diverging"]
     return "none"
@@ -259,17 +263,14 @@ CAPTIONER_HEADERS = ["model", "cell", "layers", "inject", "params", "Keras BLEU-
                      "beam identical", "Keras greedy s", "scratch greedy s"]
 
 
-def _divergence_lines(data):
-    lines = []
-    for name, r in data["models"].items():
-        for d in r.get("classification", {}).get("disagreements", []):
-            lines.append(f"{name}: sample {d['id']}: Keras {d['keras']} vs scratch {d['scratch']}, Keras top-2 gap "
-                         f"{d['gap']:.2e} (tie bound {d['tie_bound']:.2e}) -> {'near-tie' if d['near_tie'] else 'NOT a tie'}")
-        for mode in ("greedy", "beam"):
-            for d in r.get(mode, {}).get("divergences", []):
-                lines.append(f"{name} {mode}: sample {d.get('sample')} step {d.get('step')}: "
-                             f"{'near-tie' if d.get('near_tie') else 'NOT explained'} {json.dumps(d, default=str)[:200]}")
-    return lines
+def gate_rows(data):
+    return [[n, g["metric"], _f4(g["manifest_keras"]), _f4(g["keras_now"]), _f4(g["scratch"]), f"{g['margin']:g}",
+             "yes" if g["keras_reproduces_manifest"] else "no", "ok" if g["passed"] else "FAIL"]
+            for n, r in data["models"].items() for g in r.get("gate", [])]
+
+
+GATE_HEADERS = ["model", "metric", "MANIFEST Keras", "Keras now", "scratch", "margin", "Keras reproduces MANIFEST",
+                "gate"]
 
 
 def write_suite_report(folder, data, manifest, assets, *, html=True):
@@ -280,94 +281,23 @@ def write_suite_report(folder, data, manifest, assets, *, html=True):
     head = (f"{verdict}: {sum(r['passed'] for r in data['models'].values())}/{len(data['models'])} models. "
             f"TF {env['tensorflow']}, Keras {env['keras']}, tf_keras {env['tf_keras']}, NumPy {env['numpy']}; "
             f"oneDNN on: {env['onednn_enabled']}; Keras numbers from {env['keras_call']}. "
-            f"Evaluation wall time {data['wall_time_s']:.0f} s (plots not included). Gate margin below the MANIFEST's Keras metrics: {data['margin']}.")
+            f"Evaluation wall time {data['wall_time_s']:.0f} s (plots not included). "
+            f"Gate margins below the MANIFEST's Keras metrics: {margins_text(data['margin'])}.")
     cls_rows, cap_rows = classifier_rows(data, manifest), captioner_rows(data, manifest)
-    divs = _divergence_lines(data)
-    md = ["# Keras vs scratch parity", "", f"**{head}**", "", "## Summary", "",
-          md_table(SUMMARY_HEADERS, summary_rows(data)), "", "## CNN grid + LocallyConnected2D twin", "",
-          md_table(CLASSIFIER_HEADERS, cls_rows), "", "## Captioners", "", md_table(CAPTIONER_HEADERS, cap_rows), "",
-          "## Divergences (near-ties)", ""] + ([f"- {l}" for l in divs] or ["none"])
-    gate = [[n, g["metric"], _f4(g["manifest_keras"]), _f4(g["keras_now"]), _f4(g["scratch"]), g["margin"],
-             "yes" if g["keras_reproduces_manifest"] else "no", "ok" if g["passed"] else "FAIL"]
-            for n, r in data["models"].items() for g in r.get("gate", [])]
-    md += ["", "## Gate: scratch vs the MANIFEST's Keras metrics", "",
-           md_table(["model", "metric", "MANIFEST Keras", "Keras now", "scratch", "margin", "Keras reproduces MANIFEST",
-                     "gate"], gate)]
+    divs = divergence_lines(data)
+    md = ["# Keras vs scratch parity", "", f"**{head}**", "", overrides_line(data.get("tolerance_overrides")), "",
+          "## Gate: scratch vs the MANIFEST's Keras metrics", "", md_table(GATE_HEADERS, gate_rows(data)), "",
+          "## Summary", "", md_table(SUMMARY_HEADERS, summary_rows(data)), "",
+          "## CNN grid + LocallyConnected2D twin", "", md_table(CLASSIFIER_HEADERS, cls_rows), "", "## Captioners", "",
+          md_table(CAPTIONER_HEADERS, cap_rows), "", "## Divergences (near-ties)", ""] + ([f"- {l}" for l in divs]
+                                                                                          or ["none"])
     fails = [f"- {n}: {f}" for n, r in data["models"].items() for f in r["failures"]]
     md += ["", "## Failures", ""] + (fails or ["none"])
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
     if html:
-        write_index(folder, data, manifest, assets, head=head, tables=dict(
-            summary=(SUMMARY_HEADERS, summary_rows(data)), classifiers=(CLASSIFIER_HEADERS, cls_rows),
-            captioners=(CAPTIONER_HEADERS, cap_rows)), divergences=divs, failures=fails)
-
-
-def write_index(folder, data, manifest, assets, *, head, tables, divergences, failures):
-    """index.html: the tables and every plot (PNG files in img/)."""
-    img = os.path.join(folder, "img")
-    parts = [f"<p class='{'pass' if data['passed'] else 'failw'}'>{html.escape(head)}</p>"]
-    h, rows = tables["summary"]
-    parts += ["<h2>Summary</h2>", html_table(h, rows, ["ok" if r[-1] == "PASS" else "fail" for r in rows])]
-    if failures:
-        parts += ["<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(f[2:])}</li>" for f in failures) + "</ul>"]
-    models = data["models"]
-    classifiers = {n: r for n, r in models.items() if r.get("kind") == "classifier" and "per_layer" in r}
-    captioners = {n: r for n, r in models.items() if r.get("kind") == "captioner" and "per_layer" in r}
-    parts.append("<h2>Per-layer error vs depth</h2><p>max |scratch - Keras| per layer in units of "
-                 "float32 epsilon x max(1, |Keras output|), on the first test samples (log scale).</p>")
-    if classifiers:
-        plot_error_vs_depth(os.path.join(img, "depth_classifiers.png"), {n: r["per_layer"] for n, r in classifiers.items()},
-                            "Classifiers: per-layer error vs depth")
-        parts.append("<img src='img/depth_classifiers.png' alt='classifier error vs depth'>")
-    for part in ("encoder", "step", "train"):
-        res = {n: r["per_layer"][part] for n, r in captioners.items() if part in r["per_layer"]}
-        if res:
-            plot_error_vs_depth(os.path.join(img, f"depth_captioner_{part}.png"), res,
-                                f"Captioners ({part} model): per-layer error vs depth")
-            parts.append(f"<img src='img/depth_captioner_{part}.png' alt='captioner {part} error vs depth'>")
-    budget = next(iter(classifiers.items()), None)
-    if budget and plot_error_budget(os.path.join(img, "budget.png"), budget[1]["per_layer"],
-                                    f"{budget[0]}: float32 error against the float64 scratch truth"):
-        parts.append("<img src='img/budget.png' alt='error budget'>")
-    histories = {n: manifest.entry(n).raw.get("history") or {} for n in models}
-    for kind in ("classifier", "captioner"):
-        hs = {n: h for n, h in histories.items() if models[n].get("kind") == kind and h}
-        if hs:
-            plot_history(os.path.join(img, f"history_{kind}.png"), hs, f"Training curves: {kind}s (MANIFEST history)")
-            parts.append(f"<h2>Training curves ({kind}s)</h2><img src='img/history_{kind}.png' alt='{kind} history'>")
-    if classifiers:
-        h, rows = tables["classifiers"]
-        parts += ["<h2>CNN grid + LocallyConnected2D twin: Keras vs scratch</h2>", html_table(h, rows)]
-        parts.append("<h2>Confusion matrices (Keras | scratch)</h2>")
-        for n, r in classifiers.items():
-            c = r["classification"]
-            labels = list(range(len(c["confusion_keras"])))
-            plot_confusions(os.path.join(img, f"cm_{n}.png"), c["confusion_keras"], c["confusion_scratch"], labels,
-                            f"{n}: macro-F1 Keras {c['keras']['macro_f1']:.4f} | scratch {c['scratch']['macro_f1']:.4f}")
-            parts.append(f"<details{' open' if n == next(iter(classifiers)) else ''}><summary>{html.escape(n)}"
-                         f"</summary><img src='img/cm_{n}.png' alt='confusion {html.escape(n)}'></details>")
-        parts.append("<h2>First layer filters</h2>")
-        for n in classifiers:
-            k = (assets.get(n) or {}).get("kernel")
-            if k is not None and plot_filters(os.path.join(img, f"filters_{n}.png"), k, f"{n}: first layer filters"):
-                parts.append(f"<img src='img/filters_{n}.png' alt='filters {html.escape(n)}'>")
-    if captioners:
-        h, rows = tables["captioners"]
-        parts += ["<h2>Captioners: Keras vs scratch</h2>", html_table(h, rows), "<h2>Test images: GT / Keras / scratch</h2>"]
-        for n, r in captioners.items():
-            imgs = (assets.get(n) or {}).get("images")
-            if imgs is None:
-                continue
-            rows_ = [(s["references"][0], s["keras"], s["scratch"]) for s in r["samples"]]
-            plot_caption_grid(os.path.join(img, f"captions_{n}.png"), imgs[: len(rows_)], rows_, f"{n} (greedy)")
-            parts.append(f"<img src='img/captions_{n}.png' alt='captions {html.escape(n)}'>")
-    parts.append("<h2>Divergences (each must be a near-tie)</h2>")
-    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in divergences) + "</ul>" if divergences else "<p>none</p>")
-    parts.append("<h2>Per-layer tables</h2>")
-    for n, r in models.items():
-        for suffix, res in _per_layer_parts(r).items():
-            cls = ["ok" if x["passed"] else "fail" for x in res["layers"]]
-            parts.append(f"<details><summary>{html.escape(n + suffix)}: {len(res['layers'])} layers, first diverging: "
-                         f"{html.escape(str(res['first_diverging']))}</summary>"
-                         + html_table(LAYER_HEADERS, layer_rows(res), cls) + "</details>")
-    write_atomic(os.path.join(folder, "index.html"), page("Keras vs scratch parity", "".join(parts)))
+        tables = dict(gate=(GATE_HEADERS, gate_rows(data)), summary=(SUMMARY_HEADERS, summary_rows(data)),
+                      classifiers=(CLASSIFIER_HEADERS, cls_rows), captioners=(CAPTIONER_HEADERS, cap_rows))
+        parts = write_index(folder, data, manifest, assets, head=head, tables=tables, table_html=html_table,
+                            layer_table=lambda res: html_table(LAYER_HEADERS, layer_rows(res),
+                                                               ["ok" if x["passed"] else "fail" for x in res["layers"]]))
+        write_atomic(os.path.join(folder, "index.html"), page("Keras vs scratch parity", "".join(parts)))

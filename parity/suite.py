@@ -211,10 +211,18 @@ def evaluate_captioner(ctx, entry):
         out["metrics"].update(_caption_metrics(ctx, data, {k: v for k, v in caps.items() if "beam" in k}))
     # The encoder and step graphs share layers with the training model, which holds every weight once.
     _record_params(out, ctx.kr.count_params(ktrain), strain.count_params())
-    out["samples"] = [dict(id=data["ids"][i], references=data["captions"][i][:2], keras=caps["keras"][i],
-                           scratch=caps["scratch"][i], keras_beam=caps["keras_beam"][i],
-                           scratch_beam=caps["scratch_beam"][i]) for i in range(min(8, len(beam_images)))]
-    ctx.assets[entry.name] = dict(images=images[:8])
+    # The report shows every caption the two sides disagree on, then a few that agree, as words.
+    shown = _shown_samples(out, len(images))
+    out["samples"] = [dict(index=i, id=data["ids"][i], references=data["captions"][i][:2], keras=caps["keras"][i],
+                           scratch=caps["scratch"][i],
+                           keras_beam=caps["keras_beam"][i] if i < len(beam_images) else None,
+                           scratch_beam=caps["scratch_beam"][i] if i < len(beam_images) else None) for i in shown]
+    for mode in ("greedy", "beam"):
+        for d in out[mode]["divergences"]:
+            for side in ("keras", "scratch"):
+                if isinstance(d.get(f"{side}_token"), int):
+                    d[f"{side}_word"] = itos[d[f"{side}_token"]] if d[f"{side}_token"] < len(itos) else "?"
+    ctx.assets[entry.name] = dict(images=images[shown])
     _gate(entry, out, {"bleu4": out["metrics"]["scratch"]["nltk_bleu4"]}, {"bleu4": out["metrics"]["keras"]["nltk_bleu4"]})
     for part, res in out["per_layer"].items():
         if not res["passed"]:
@@ -235,6 +243,13 @@ def evaluate_captioner(ctx, entry):
     if not m["bleu_cross_check"]["passed"]:
         out["failures"].append(f"coco BLEU vs nltk corpus_bleu differ by {m['bleu_cross_check']['max_diff']:.2e}")
     return out
+
+
+def _shown_samples(out, n, agreeing=4, most=16):
+    """Indices of the captions to show: every one either decoder disagrees on (up to ``most``), then a few that agree."""
+    differing = sorted(set(out["greedy"]["differing"]) | set(out["beam"]["differing"]))[:most]
+    agree = [i for i in range(n) if i not in set(differing)][:agreeing]
+    return sorted(differing + agree)
 
 
 def _teacher_tokens(token_lists, vocab):

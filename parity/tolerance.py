@@ -68,8 +68,9 @@ def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None):
     """Error statistics of ``actual`` against ``desired`` (no assertion).
 
     Returns a dict: max_abs, max_rel, mean_abs, eps_units (max_abs in units of eps*max(1, scale)),
-    frac_beyond (share of elements outside tolerance), atol, rtol, worst_index, worst_actual,
-    worst_desired, passed. ``dtype`` picks the table row (defaults to desired's dtype).
+    frac_beyond (share of elements outside tolerance), headroom (the largest element-wise
+    ``|actual - desired| / (atol + rtol*|desired|)``: below 1 passes, and how far below says how much
+    room is left), atol, rtol, worst_index, worst_actual, worst_desired, passed. ``dtype`` picks the table row (defaults to desired's dtype).
     """
     a = np.asarray(actual, dtype=np.float64)
     d = np.asarray(desired, dtype=np.float64)
@@ -80,13 +81,16 @@ def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None):
     atol = t_atol if atol is None else float(atol)
     rtol = t_rtol if rtol is None else float(rtol)
     if a.size == 0:
-        return dict(max_abs=0.0, max_rel=0.0, mean_abs=0.0, eps_units=0.0, frac_beyond=0.0, atol=atol,
+        return dict(max_abs=0.0, max_rel=0.0, mean_abs=0.0, eps_units=0.0, frac_beyond=0.0, headroom=0.0, atol=atol,
                     rtol=rtol, worst_index=None, worst_actual=None, worst_desired=None, passed=True)
     diff = np.abs(a - d)
     nonfinite = ~(np.isfinite(a) & np.isfinite(d))
     # Identical infinities agree; any other non-finite pair is an infinite error.
     diff = np.where(nonfinite, np.where(a == d, 0.0, np.inf), diff)
-    beyond = diff > atol + rtol * np.abs(np.where(np.isfinite(d), d, 0.0))
+    bound = atol + rtol * np.abs(np.where(np.isfinite(d), d, 0.0))
+    beyond = diff > bound
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(diff == 0, 0.0, diff / bound)   # a zero bound (atol=0 override) makes any error inf
     worst = np.unravel_index(int(np.argmax(np.where(beyond, diff, -1.0) if beyond.any() else diff)), a.shape)
     eps = float(np.finfo(dtype).eps) if dtype.kind == "f" else EPS32
     max_abs = float(diff.max())
@@ -96,6 +100,7 @@ def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None):
         mean_abs=float(diff.mean()),
         eps_units=max_abs / (eps * max(1.0, scale)),
         frac_beyond=float(beyond.mean()),
+        headroom=float(ratio.max()),
         atol=atol,
         rtol=rtol,
         worst_index=tuple(int(i) for i in worst),

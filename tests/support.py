@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from parity.tolerance import assert_gradient_close, numerical_gradient
+from parity.gradcheck import gradcheck
 
 
 def randomize_keras_weights(keras_layer, rng, scale=0.5):
@@ -22,41 +22,8 @@ def _weight_name(keras_layer, i):
 
 
 def check_layer_gradients(layer, inputs, *, rng, label, forward_kwargs=None, argnums=None):
-    """Centered-difference check of ``layer.backward`` for dx and every weight, in float64.
-
-    ``inputs`` is one array or a list (multi-input layers); ``layer`` must already be float64 and
-    built. Returns {name: rel_error}.
-    """
-    forward_kwargs = forward_kwargs or {}
-    multi = isinstance(inputs, (list, tuple))
-    xs = [np.array(x, dtype=np.float64) for x in (inputs if multi else [inputs])]
-
-    def run():
-        return layer.forward(xs if multi else xs[0], **forward_kwargs)
-
-    out = run()
-    outs = out if isinstance(out, (list, tuple)) else [out]
-    douts = [rng.normal(size=np.shape(o)) for o in outs]
-    dxs = layer.backward(douts if isinstance(out, (list, tuple)) else douts[0])
-    dxs = dxs if multi else [dxs]
-    analytic_w = {n: g.copy() for n, g in layer.grads.items()}
-
-    def objective():
-        o = run()
-        os_ = o if isinstance(o, (list, tuple)) else [o]
-        return sum(np.sum(np.asarray(a, np.float64) * d) for a, d in zip(os_, douts))
-
-    errors = {}
-    for i, (x, dx) in enumerate(zip(xs, dxs)):
-        if argnums is not None and i not in argnums:
-            continue
-        num = numerical_gradient(objective, x, 1.0)
-        errors[f"dx{i}"] = assert_gradient_close(np.asarray(dx, np.float64), num, label=f"{label} dx{i}")
-    for name in layer.trainable_weight_names():
-        w = layer.weights[name]
-        num = numerical_gradient(objective, w, 1.0)
-        errors[name] = assert_gradient_close(analytic_w[name], num, label=f"{label} d{name}")
-    return errors
+    """Centered-difference check of ``layer.backward`` for dx and every weight (``parity.gradcheck``)."""
+    return gradcheck(layer, inputs, rng=rng, label=label, forward_kwargs=forward_kwargs, argnums=argnums)
 
 
 def make_mask(rng, mode, batch, steps):
@@ -78,3 +45,12 @@ def expected_grid_params(cfg, cin=1, n_classes=10):
         total += k * k * cin * f + f
         cin = f
     return total + cin * 64 + 64 + 64 * n_classes + n_classes
+
+
+def engine_refusals(config):
+    """Class names in a Keras config that the engine's own check refuses (its one class table decides)."""
+    from scratch.saving.registry import check_model_config
+
+    if "class_name" not in config:
+        config = {"class_name": "Functional", "config": config}   # model.get_config() has no wrapper
+    return sorted({cls for _, cls, _ in check_model_config(config)})

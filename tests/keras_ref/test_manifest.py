@@ -11,8 +11,8 @@ from keras_ref.captioner import captioner_configs
 from keras_ref.cnn import grid_configs
 from keras_ref.data import array_sha256, ids_sha256, load_digits_split
 from keras_ref.scenes import load_digit_scenes
-from keras_ref.supported import unsupported_layers, saved_model_config
-from tests.support import expected_grid_params
+from keras_ref.saved_config import saved_model_config
+from tests.support import engine_refusals, expected_grid_params
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 # The target: the committed default set stays under ~25 MB.
@@ -52,7 +52,7 @@ def test_saved_configs_use_only_supported_layers(doc):
     models = [f for e in doc["models"].values() for role, f in e["files"].items() if role != "vocab"]
     assert len(models) == 16 * 2 + 1 + 8 * 3
     for name in models:
-        assert unsupported_layers(saved_model_config(WEIGHTS / name)) == [], name
+        assert engine_refusals(saved_model_config(WEIGHTS / name)) == [], name
 
 
 WEIGHTED = {"Conv2D", "Dense", "BatchNormalization", "Embedding", "SimpleRNN", "LSTM"}

@@ -188,3 +188,25 @@ def test_installed_console_script_and_module_entry_point(bad_files):
         proc = subprocess.run([*cmd, "check", str(bad_files / "notes.h5")], capture_output=True, text=True,
                               cwd=ROOT, timeout=120)
         assert proc.returncode == 2 and "not a Keras model file" in proc.stderr
+
+
+def test_tolerance_overrides_are_on_every_record(models, tmp_path, capsys):
+    junit, report = tmp_path / "j.xml", tmp_path / "rep"
+    rc, out, _ = _run(["check", models / "conv.h5", "--atol", "1e-3", "--report", report, "--junit", junit], capsys)
+    assert rc == 0
+    assert "tolerance: OVERRIDDEN by --atol 0.001" in out and "err/tol" in out and "headroom" in out
+    assert "OVERRIDDEN by --atol 0.001" in (report / "parity.md").read_text()
+    assert "OVERRIDDEN by --atol 0.001" in (report / "index.html").read_text()
+    data = json.loads((report / "parity.json").read_text())
+    assert data["result"]["tolerance_overrides"] == {"atol": 0.001}
+    assert all(r["atol"] == 0.001 and 0 <= r["headroom"] < 1 for r in data["result"]["layers"])
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
+    assert props == {"tolerance": "overridden", "tolerance.atol_override": "0.001"}
+
+
+def test_the_policy_run_says_so(models, tmp_path, capsys):
+    junit = tmp_path / "j.xml"
+    rc, out, _ = _run(["check", models / "conv.h5", "--junit", junit], capsys)
+    assert rc == 0 and "tolerance: the policy (parity/tolerance.py), no overrides" in out
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
+    assert props == {"tolerance": "policy"}

@@ -168,3 +168,31 @@ def test_a_tampered_manifest_fails_the_run(manifest, tmp_path):
     assert "test split ids_sha256" in data["models"][shuffled]["failures"][0]
     assert "sample order guard" in data["models"][shuffled]["failures"][0]
     assert all("sha256 differs from the MANIFEST" in f for f in data["models"][corrupted]["failures"])
+
+
+def test_the_html_page_puts_failures_first_and_prints_no_python_reprs(manifest, gate, tmp_path):
+    import copy
+
+    from parity.report import write_suite_report
+
+    _, data, _ = gate
+    names = ["cnn_b2_f16_k3_max", "lc2d_twin", "cap_rnn1_pre"]
+    small = copy.deepcopy(dict(data, models={n: data["models"][n] for n in names}))
+    broken = small["models"]["lc2d_twin"]
+    broken["passed"], small["passed"] = False, False
+    broken["failures"] = ["gate: scratch macro_f1 0.5000 < MANIFEST Keras 0.9300 - 0.01"]
+    broken["per_layer"]["layers"][2].update(passed=False, headroom=3.5)
+    broken["per_layer"]["first_diverging"] = broken["per_layer"]["layers"][2]["name"]
+    write_suite_report(str(tmp_path), small, manifest, {}, html=True)
+    page = (tmp_path / "index.html").read_text()
+    assert "Gate: scratch's metrics" in page and "<h2 class='failw'>FAIL: lc2d_twin</h2>" in page
+    summary = page.split("<h2>Summary</h2>", 1)[1]
+    assert summary.index("lc2d_twin") < summary.index("cnn_b2_f16_k3_max")     # failing model first
+    failing_table = page.split("<summary>lc2d_twin: ", 1)
+    assert failing_table[0].endswith("<details open>")                      # ... and expanded
+    assert "<details><summary>cnn_b2_f16_k3_max: " in page                   # passing ones collapsed
+    for repr_ in ("None", "{'", "': ", "[{"):
+        assert repr_ not in page.replace("oneDNN", ""), repr_
+    assert "err/tol" in page and "headroom" in page
+    for img in ("depth_classifiers.png", "budget.png"):
+        assert (tmp_path / "img" / img).stat().st_size > 5000

@@ -126,3 +126,27 @@ def test_meteor_failure_is_reported_with_its_reason(monkeypatch):
     assert out["Bleu_4"] == M.bleu(gts, res)[3]
     with pytest.raises(M.MetricError, match="METEOR needs Java"):
         M.MeteorScorer()
+
+
+def test_scorers_take_plain_lists_as_well_as_coco_dicts():
+    from parity import metrics as m
+
+    refs = [["a cat sits on the mat", "the cat is on the mat"], "two dogs run in the park"]
+    hyps = ["a cat is on the mat", "two dogs run in a park"]
+    gts = {0: refs[0], 1: [refs[1]]}
+    res = {0: [hyps[0]], 1: [hyps[1]]}
+    assert m.bleu(refs, hyps) == m.bleu(gts, res)
+    assert m.rouge_l(refs, hyps) == m.rouge_l(gts, res)
+    assert m.cider_d(refs, hyps) == m.cider_d(gts, res)
+    assert m.bleu(refs, hyps)[0] < 1.0 and m.bleu([["a b c d"]], ["a b c d"])[3] > 0.99
+    with pytest.raises(ValueError, match="2 reference entries for 1 hypotheses"):
+        m.bleu(refs, hyps[:1])
+    with pytest.raises(ValueError, match="both as"):
+        m.bleu(gts, hyps)
+
+
+def test_macro_f1_is_sklearns():
+    from parity.metrics import macro_f1
+
+    # per-class F1: class 0 = 1, class 1 = 0, class 2 = 0.8 -> mean 0.6
+    assert macro_f1([0, 1, 2, 2], [0, 2, 2, 2]) == pytest.approx(0.6)

@@ -1,23 +1,13 @@
-"""The layer classes the scratch engine supports, and a check of saved model configs against them.
+"""The model config a saved file carries, and the layer classes in it.
 
-Every exported model must stay within ``SUPPORTED_LAYERS``: no Lambda, no custom layers and no
-operation layers (``TFOpLambda``, Keras 3 ``keras.ops`` nodes), which a functional graph grows when a
-raw tensor op is applied to a symbolic tensor. The check reads the config the file itself stores
-(``model_config`` in a legacy .h5, ``config.json`` in a .keras zip, or a ``model.to_json()`` file), so it
-sees what a loader sees.
+This reads the config the file itself stores (``model_config`` in a legacy .h5, ``config.json`` in a
+.keras zip, or a ``model.to_json()`` file), so it sees what a loader sees. Which classes the engine
+supports is not known here (keras_ref never imports scratch): the one table is scratch's
+``LAYER_MODULES``, and the tests check every reference model against the engine's own check.
 """
 
 import json
 import zipfile
-
-SUPPORTED_LAYERS = frozenset({
-    "InputLayer", "Dense", "Conv2D", "LocallyConnected2D", "MaxPooling2D", "AveragePooling2D",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Reshape", "ZeroPadding2D",
-    "BatchNormalization", "Dropout", "Activation", "ReLU", "Softmax", "Add", "Concatenate", "Embedding",
-    "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed", "Masking", "RepeatVector",
-})
-MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
-
 
 def layer_classes(config):
     """Class names of every layer in a model config (nested models and wrapped layers included).
@@ -49,11 +39,6 @@ def layer_classes(config):
     return found
 
 
-def unsupported_layers(config):
-    """Sorted class names in ``config`` that the scratch engine does not support."""
-    return sorted({c for c in layer_classes(config) if c not in SUPPORTED_LAYERS})
-
-
 def saved_model_config(path):
     """The model config a saved file carries: .h5 ``model_config`` attribute, .keras ``config.json``,
     or a ``.json`` file holding ``model.to_json()``."""
@@ -69,10 +54,3 @@ def saved_model_config(path):
     with h5py.File(path, "r") as f:
         raw = f.attrs["model_config"]
     return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-
-
-def check_saved_model(path):
-    """Raise ValueError if the saved model at ``path`` uses a layer class outside SUPPORTED_LAYERS."""
-    bad = unsupported_layers(saved_model_config(path))
-    if bad:
-        raise ValueError(f"{path} uses layers the scratch engine does not support: {bad}")
