@@ -13,8 +13,9 @@ input size, and saves it as ``.keras`` and legacy ``.h5``), on scikit-learn's tw
   longest chain of sums behind it (``parity.compare.effective_reductions``);
 - **layer by layer**: each scratch node reads Keras's own outputs of the nodes feeding it
   (``Model.trace(x, feed=...)``) and its tolerance uses its own reduction alone;
-- both are judged by ``parity.tolerance``'s rule, unchanged. A row's *error / tol* is the largest
-  ``|scratch - keras| / (atol_eff + rtol |keras|)`` over its elements: below 1 passes.
+- both are judged by ``parity.tolerance``'s rule, unchanged. A row's *error / tol* is its
+  ``headroom``, the largest ``|scratch - keras| / (atol_eff + rtol |keras|)`` over its elements:
+  below 1 passes.
 
 A model scratch cannot load is listed as refused, with the classes and reasons. Builds, the
 reference outputs and the Keras timing are cached under ``<out>/zoo_models/<name>/`` (keyed by
@@ -34,7 +35,6 @@ import numpy as np
 
 from . import compare as cmp
 from .report import to_json, write_atomic
-from .tolerance import tolerance
 
 FORMATS = ("keras", "h5")
 NESTED = ("Sequential", "Functional", "Model")
@@ -96,29 +96,12 @@ def own_reductions(infos):
     return own
 
 
-def tol_ratio(actual, desired, reduction):
-    """max |actual - desired| / (atol_eff + rtol |desired|) under parity.tolerance's rule."""
-    a, d = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
-    if a.size == 0:
-        return 0.0
-    finite = d[np.isfinite(d)]
-    atol, rtol = tolerance(np.asarray(desired).dtype, scale=float(np.max(np.abs(finite))) if finite.size else 0.0,
-                           reduction=reduction)
-    diff = np.where(np.isfinite(a) & np.isfinite(d), np.abs(a - d), np.where(a == d, 0.0, np.inf))
-    return float(np.max(diff / (atol + rtol * np.abs(np.where(np.isfinite(d), d, 0.0)))))
-
-
-def _judge(result, reference, trace, reductions):
-    """The compare_layers verdict plus the worst node by error / tolerance."""
+def _judge(result):
+    """The compare_layers verdict plus the worst float node by error / tolerance (``headroom``)."""
     worst = (None, 0.0)
     for row in result["layers"]:
-        name = row["name"]
-        if row.get("status") not in ("ok", "diverged") or reference[name].dtype.kind != "f":
-            continue
-        ratio = tol_ratio(trace[name], reference[name], reductions.get(cmp._base(name), row["reduction"]))
-        row["tol_ratio"] = ratio
-        if ratio >= worst[1]:
-            worst = (name, ratio)
+        if row.get("status") in ("ok", "diverged") and row.get("atol", 0.0) > 0 and row["headroom"] >= worst[1]:
+            worst = (row["name"], row["headroom"])
     return dict(passed=result["passed"], compared=result["compared"], graph_nodes=result["graph_nodes"],
                 worst_layer=worst[0], worst_ratio=worst[1], first_diverging=result["first_diverging"],
                 first_diverging_reason=result["first_diverging_reason"])
@@ -140,12 +123,11 @@ def run_format(path, x, reference, infos):
         smodel.predict(x)
         out["scratch_seconds"] = time.perf_counter() - t0
         trace = smodel.trace(x)
-        chain = cmp.effective_reductions(infos)
-        out["end_to_end"] = _judge(cmp.compare_layers(reference, trace, infos), reference, trace, chain)
+        out["end_to_end"] = _judge(cmp.compare_layers(reference, trace, infos))
         del trace
         own = own_reductions(infos)
         fed = smodel.trace(x, feed=reference)
-        out["layer_by_layer"] = _judge(cmp.compare_layers(reference, fed, infos, reductions=own), reference, fed, own)
+        out["layer_by_layer"] = _judge(cmp.compare_layers(reference, fed, infos, reductions=own))
     except Exception as exc:  # noqa: BLE001 - scratch crashing on a model it loaded is a failure to report
         return dict(out, status="fail", reason=f"scratch failed to run it: {type(exc).__name__}: {exc}"[:400])
     out["status"] = "pass" if out["end_to_end"]["passed"] and out["layer_by_layer"]["passed"] else "fail"
