@@ -30,7 +30,7 @@ weights: $(STAMP)
 # Every keras.applications model (random weights, offline), per-layer parity from .keras and .h5:
 # reports/zoo.md and reports/zoo.json. MODELS='ResNet*,VGG16' picks some; builds are cached in reports/zoo_models/.
 zoo: $(STAMP)
-	$(PY) -m parity.zoo $(if $(MODELS),--models '$(MODELS)')
+	$(PY) -m parity.zoo $(if $(MODELS),--models '$(MODELS)') $(if $(JOBS),--jobs $(JOBS))
 
 bench: $(STAMP)
 	$(PY) -m parity.bench

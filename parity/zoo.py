@@ -20,7 +20,8 @@ input size, and saves it as ``.keras`` and legacy ``.h5``), on scikit-learn's tw
 A model scratch cannot load is listed as refused, with the classes and reasons. Builds, the
 reference outputs and the Keras timing are cached under ``<out>/zoo_models/<name>/`` (keyed by
 Keras version, seed and size), so a rerun after an engine change costs only the scratch side;
-``--rebuild`` starts over. ``reports/zoo.json`` and ``reports/zoo.md`` are rewritten after each model.
+``--rebuild`` starts over; ``--jobs N`` runs N models at once in worker processes.
+``reports/zoo.json`` and ``reports/zoo.md`` are rewritten after each model.
 """
 
 import argparse
@@ -46,19 +47,22 @@ def prepare(name, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
 
     ``kwargs`` go to ``keras_ref.zoo.build`` (``builder=`` picks a family's generic builder).
     """
+    from importlib.metadata import version
+
     from keras_ref import zoo as kzoo
 
-    from . import keras_runner as kr
-
-    keras, _ = kr._import()
     size = size or kzoo.min_size(name)
-    key = dict(name=name, size=size, seed=kzoo.SEED, kwargs=kwargs, keras=keras.__version__)
+    # the installed Keras's version, read without importing it: a cache hit needs no TensorFlow at all
+    key = dict(name=name, size=size, seed=kzoo.SEED, kwargs=kwargs, keras=version("keras"))
     meta_path = os.path.join(folder, "meta.json")
     if not rebuild and os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
         if meta.get("key") == key and all(os.path.exists(meta["paths"].get(f, "")) for f in formats):
             return meta
+    from . import keras_runner as kr
+
+    keras, _ = kr._import()
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     t0 = time.perf_counter()
@@ -203,11 +207,40 @@ def write_reports(out, data):
     write_atomic(os.path.join(out, "zoo.md"), markdown(data))
 
 
+def _safe_row(name, folder, rebuild):
+    """``run_model``, or a failing row naming the exception (one model must not hide the others)."""
+    from keras_ref import zoo as kzoo
+
+    try:
+        return run_model(name, folder, rebuild=rebuild)
+    except Exception as exc:  # noqa: BLE001
+        return dict(model=name, size=kzoo.min_size(name), layers=0, nodes=0, params=0, keras_seconds=0.0,
+                    status="fail", formats={f: dict(status="fail", reason=f"{type(exc).__name__}: {exc}"[:400])
+                                           for f in FORMATS})
+
+
+def _rows(names, cache, rebuild, jobs):
+    """Yield each model's row as it finishes; ``jobs`` > 1 runs models in fresh worker processes."""
+    if jobs <= 1:
+        for name in names:
+            yield _safe_row(name, os.path.join(cache, name), rebuild)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_safe_row, name, os.path.join(cache, name), rebuild) for name in names]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="parity.zoo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", help="comma-separated fnmatch patterns of application names (default: all)")
     parser.add_argument("--out", default="reports", help="report folder (default: reports)")
+    parser.add_argument("--cache", help="folder of cached builds and references (default: OUT/zoo_models)")
     parser.add_argument("--rebuild", action="store_true", help="ignore cached builds and reference outputs")
+    parser.add_argument("--jobs", type=int, default=1, help="models run at once, each in its own process")
     args = parser.parse_args(argv)
     from keras_ref import zoo as kzoo
 
@@ -219,19 +252,13 @@ def main(argv=None):
         names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
     t0 = time.perf_counter()
     data = dict(environment=kr.environment(), seed=kzoo.SEED, models=[])
-    for name in names:
-        try:
-            row = run_model(name, os.path.join(args.out, "zoo_models", name), rebuild=args.rebuild)
-        except Exception as exc:  # noqa: BLE001 - one model that Keras cannot build must not hide the others
-            row = dict(model=name, size=kzoo.min_size(name), layers=0, nodes=0, params=0, keras_seconds=0.0,
-                       status="fail", formats={f: dict(status="fail", reason=f"{type(exc).__name__}: {exc}"[:400])
-                                              for f in FORMATS})
-        data["models"].append(row)
+    for row in _rows(names, args.cache or os.path.join(args.out, "zoo_models"), args.rebuild, args.jobs):
+        data["models"] = sorted(data["models"] + [row], key=lambda r: names.index(r["model"]))
         statuses = [r["status"] for r in data["models"]]
         data.update(total=len(statuses), passed=statuses.count("pass"), refused=statuses.count("refused"),
                     failed=statuses.count("fail"), wall_seconds=time.perf_counter() - t0)
         write_reports(args.out, data)
-        print(f"  {name:<20} {row['status']:<8} ({row.get('seconds', 0):.0f} s)", flush=True)
+        print(f"  {row['model']:<20} {row['status']:<8} ({row.get('seconds', 0):.0f} s)", flush=True)
     print(f"zoo: {data['passed']}/{data['total']} pass, {data['refused']} refused, {data['failed']} fail; "
           f"{args.out}/zoo.md ({time.perf_counter() - t0:.0f} s)")
     return 0 if data["failed"] == 0 and data["refused"] == 0 else 1
