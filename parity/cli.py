@@ -78,6 +78,10 @@ def build_parser():
     layers.add_argument("--update-readme", metavar="README",
                         help="rewrite the generated layer table in this README (with --format markdown)")
     layers.set_defaults(func=_layers)
+
+    from .cli_train import add_subcommands   # parity grad / parity train (imported late: it reuses this module)
+
+    add_subcommands(sub)
     return parser
 
 

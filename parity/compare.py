@@ -57,7 +57,9 @@ _CONV = {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Co
 _RNN = {"SimpleRNN", "LSTM", "GRU"}
 _WRAPPERS = {"Bidirectional", "TimeDistributed"}
 _ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "BatchNormalization", "Add",
-                "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+                "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                "Rescaling", "Normalization", "LayerScale", "CustomScaleLayer"}
+_LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 
 def _shape(shape):
@@ -111,18 +113,30 @@ def own_reduction(class_name, config, input_shape, op=False):
         inner_shape = shape[:1] + shape[2:] if class_name == "TimeDistributed" else shape
         return own_reduction(inner.get("class_name", ""), inner.get("config", {}), inner_shape)
     act = config.get("activation")
-    softmax = config.get("units", None) if act == "softmax" else 0
+    # Activations that sum over the last axis (softmax, log_softmax, sparsemax, glu) add its length.
+    softmax = config.get("units", None) if act in _LAST_AXIS_ACTIVATIONS else 0
     if class_name == "Dense":
         return int(shape[-1] or 1) + int(softmax or 0) + (1 if act not in (None, "linear") else 0)
+    if class_name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
+        # An output element gathers ceil(k/s) kernel offsets per axis, each summing cin products.
+        k, s = config.get("kernel_size", 1), config.get("strides", 1)
+        k, s = ([k] if isinstance(k, int) else list(k)), ([s] if isinstance(s, int) else list(s))
+        s = s * len(k) if len(s) == 1 else s
+        offsets = _prod([-(-int(kk) // int(ss)) for kk, ss in zip(k, s)])
+        return offsets * int(shape[-1] or 1) + (1 if act not in (None, "linear") else 0)
     if class_name in _CONV:
         k = config.get("kernel_size", 1)
         k = [k] if isinstance(k, int) else list(k)
         cin = int(shape[-1] or 1)
         groups = int(config.get("groups", 1) or 1)
         return _prod(k) * cin // groups + (1 if act not in (None, "linear") else 0)
-    if class_name in ("DepthwiseConv2D", "DepthwiseConv1D"):
+    if class_name in ("DepthwiseConv2D", "DepthwiseConv1D", "SeparableConv2D", "SeparableConv1D"):
         k = config.get("kernel_size", 1)
-        return _prod([k] if isinstance(k, int) else k)
+        taps = _prod([k] if isinstance(k, int) else k)
+        if class_name.startswith("Separable"):
+            # The pointwise sum runs over cin*dm depthwise outputs, each itself a sum of taps.
+            taps *= int(shape[-1] or 1) * int(config.get("depth_multiplier", 1) or 1)
+        return taps + (1 if act not in (None, "linear") else 0)
     if class_name in _RNN:
         steps = int(shape[1] or 1) if len(shape) > 2 else 1
         return steps * (int(shape[-1] or 1) + int(config.get("units", 1)))
@@ -131,15 +145,58 @@ def own_reduction(class_name, config, input_shape, op=False):
         return _prod([p] if isinstance(p, int) else p)
     if class_name.startswith("GlobalAveragePooling"):
         return _prod([d or 1 for d in shape[1:-1]])
-    if class_name in ("Softmax",) or (class_name == "Activation" and act == "softmax"):
+    if class_name == "UpSampling2D" and config.get("interpolation") == "bilinear":
+        return 4   # a + (b - a) * t across columns, then the same across rows: up to 4 input terms
+    if class_name in ("Softmax",) or (class_name == "Activation" and act in _LAST_AXIS_ACTIVATIONS):
         return int(shape[-1] or 1)
-    if class_name == "LayerNormalization":
-        return int(shape[-1] or 1)
+    if class_name in ("LayerNormalization", "UnitNormalization"):
+        # The moments (or the norm) sum over every normalized axis.
+        axis = config.get("axis", -1)
+        axes = {a % len(shape) for a in (axis if isinstance(axis, (list, tuple)) else [axis])} if shape else ()
+        return _prod([shape[a] or 1 for a in axes])
+    if class_name == "GroupNormalization":
+        # One group's moments: every non-batch element of the sample, over the number of groups.
+        groups = int(config.get("groups", 1) or 1)
+        channels = int(shape[config.get("axis", -1)] or 1) if shape else 1
+        return _prod([d or 1 for d in shape[1:]]) // (channels if groups == -1 else groups)
     if class_name in ("Add", "Average"):
         return max(1, len(input_shape) if input_shape and isinstance(input_shape[0], (list, tuple)) else 1)
     if class_name in _ELEMENTWISE:
         return 1
+    if class_name in _ATTENTION:
+        return _attention_reduction(class_name, config, input_shape)
     return 0  # copies: Flatten, Reshape, Dropout, ZeroPadding, MaxPooling, Concatenate, Embedding ...
+
+
+_ATTENTION = {"Dot", "EinsumDense", "Attention", "AdditiveAttention", "MultiHeadAttention"}
+
+
+def _attention_reduction(class_name, config, input_shape):
+    """Dot: the contracted axis (twice with normalize: the norm sums it too); EinsumDense: the
+    contracted input axes; Attention: the score's sum over dim plus the sum over value steps;
+    MultiHeadAttention: input projection, key_dim, value steps, then heads * value_dim."""
+    shapes = [tuple(s) for s in input_shape] if input_shape and isinstance(input_shape[0], (list, tuple)) \
+        else [tuple(input_shape or ())]
+    query, value = shapes[0], shapes[1] if len(shapes) > 1 else shapes[0]
+    size = lambda d: int(d or 1)
+    if class_name == "Dot":
+        axes = config.get("axes", -1)
+        axis = axes if isinstance(axes, int) else axes[0]
+        return size(query[axis] if query else 1) * (2 if config.get("normalize") else 1)
+    if class_name == "EinsumDense":
+        eq = str(config.get("equation", "")).replace("...", "")
+        ins, _, rest = eq.partition(",")
+        kernel, _, out = rest.partition("->")
+        named = query[:len(ins)] if "..." not in str(config.get("equation", ""))[:3] else query[len(query) - len(ins):]
+        act = config.get("activation")
+        return _prod([size(d) for c, d in zip(ins, named) if c in kernel and c not in out]) + (
+            1 if act not in (None, "linear") else 0)
+    steps = _prod([size(d) for d in value[1:-1]])
+    if class_name in ("Attention", "AdditiveAttention"):
+        return size(query[-1] if query else 1) + steps
+    heads, key_dim = int(config.get("num_heads", 1)), int(config.get("key_dim", 1))
+    value_dim = int(config.get("value_dim") or key_dim)
+    return size(query[-1] if query else 1) + key_dim + steps + heads * value_dim
 
 
 def effective_reductions(infos):

@@ -27,6 +27,21 @@ table. Centered differences at step h on an O(1) objective carry ~eps64/h of rou
 relative bound is only measurable for gradients above that noise / bound; a gradient smaller than
 that (a contracting recurrence can shrink d(initial_state) to ~1e-7) is instead held to the noise
 itself: ``max|a - b| <= eps64 / h``.
+
+Gradient parity (``kind="backward"``: scratch's backward against ``tf.GradientTape``) uses the
+forward rule with its own table and the *backward* reduction: the longest sum behind one gradient
+element. A weight gradient sums over every position the weight was used at (``N`` for a Dense
+kernel, ``N*oh*ow`` for a conv kernel, ``N*T`` for a recurrent kernel), and dx sums over every
+output the input element feeds (``units``, ``kh*kw*filters``). Through a whole model the chain of
+those sums is passed, as for the forward rule. The table has the forward table's values: a backward
+pass is the same kind of arithmetic (products and sums) run in the other direction, so it earns no
+looser constants, only its own reduction lengths. ``scale`` is the largest gradient magnitude of the
+compared array (one weight's gradient, or dx).
+
+Training parity (N optimizer steps from the same weights on the same batches) is judged by
+``training_budget`` below: the drift budget grows linearly in the step count, because every step
+feeds the rounding of the last one into the next update (errors add up step by step; an unstable
+run would grow faster, and is then a finding).
 """
 
 import math
@@ -42,6 +57,9 @@ FORWARD = {
     np.dtype(np.float64): (4 * EPS64, 32 * EPS64),
 }
 
+# dtype -> (atol, rtol) for gradients against tf.GradientTape (rule: module docstring).
+BACKWARD = dict(FORWARD)
+
 # dtype -> max rel_error for analytic vs numerical gradients.
 GRADIENT = {
     np.dtype(np.float64): 1e-6,
@@ -56,15 +74,16 @@ FD_NOISE = EPS64 / GRADIENT_STEP
 def tolerance(dtype, *, kind="forward", scale=1.0, reduction=1):
     """The (atol_eff, rtol) pair for comparing arrays of ``dtype`` under the rule above."""
     dtype = np.dtype(dtype)
-    if kind != "forward":
-        raise ValueError(f"kind must be 'forward' for element-wise tolerances. Received: kind={kind!r}")
-    if dtype not in FORWARD:
-        raise ValueError(f"no tolerance for dtype {dtype}; known: {[str(d) for d in FORWARD]}")
-    atol, rtol = FORWARD[dtype]
+    if kind not in ("forward", "backward"):
+        raise ValueError(f"kind must be 'forward' or 'backward' for element-wise tolerances. Received: kind={kind!r}")
+    table = FORWARD if kind == "forward" else BACKWARD
+    if dtype not in table:
+        raise ValueError(f"no tolerance for dtype {dtype}; known: {[str(d) for d in table]}")
+    atol, rtol = table[dtype]
     return atol * max(1.0, float(scale)) * math.sqrt(max(1, int(reduction))), rtol
 
 
-def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None):
+def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None, kind="forward"):
     """Error statistics of ``actual`` against ``desired`` (no assertion).
 
     Returns a dict: max_abs, max_rel, mean_abs, eps_units (max_abs in units of eps*max(1, scale)),
@@ -77,7 +96,7 @@ def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None):
     dtype = np.dtype(dtype or np.asarray(desired).dtype)
     finite = d[np.isfinite(d)]
     scale = float(np.max(np.abs(finite))) if finite.size else 0.0  # an inf must not widen the tolerance
-    t_atol, t_rtol = tolerance(dtype, scale=scale, reduction=reduction)
+    t_atol, t_rtol = tolerance(dtype, kind=kind, scale=scale, reduction=reduction)
     atol = t_atol if atol is None else float(atol)
     rtol = t_rtol if rtol is None else float(rtol)
     if a.size == 0:
@@ -113,7 +132,8 @@ def compare(actual, desired, *, reduction=1, atol=None, rtol=None, dtype=None):
 def assert_close(actual, desired, *, kind="forward", label, reduction=1, atol=None, rtol=None):
     """Assert shape, then dtype, then values agree; on failure name the layer and the worst element.
 
-    ``kind`` is 'forward' (element-wise rule above) or 'gradient' (rel_error against the table).
+    ``kind`` is 'forward' (element-wise rule above), 'backward' (the same rule for gradients
+    against Keras's) or 'gradient' (finite differences: rel_error against the table).
     """
     actual = np.asarray(actual)
     desired = np.asarray(desired)
@@ -123,7 +143,8 @@ def assert_close(actual, desired, *, kind="forward", label, reduction=1, atol=No
         raise AssertionError(f"[{label}] dtype mismatch: mine {actual.dtype} vs Keras {desired.dtype}")
     if kind == "gradient":
         return assert_gradient_close(actual, desired, label=label)
-    stats = compare(actual, desired, reduction=reduction, atol=atol, rtol=rtol)
+    stats = compare(actual, desired, reduction=reduction, atol=atol, rtol=rtol,
+                    kind="backward" if kind == "backward" else "forward")
     if not stats["passed"]:
         raise AssertionError(
             f"[{label}] values differ: worst at index {stats['worst_index']}: "
@@ -182,3 +203,14 @@ def numerical_gradient(f, x, dout, h=GRADIENT_STEP):
         x[i] = old
         grad[i] = (plus - minus) / (2 * h)
     return grad
+
+
+def training_budget(dtype, *, step, scale, lr, reduction):
+    """Largest weight (or loss) difference allowed after ``step`` training steps (module docstring).
+
+    One step's allowance is the forward rule at the weight's ``scale`` plus one update's rounding,
+    ``lr * atol * sqrt(reduction)``; step k allows k of them.
+    """
+    atol, _ = FORWARD[np.dtype(dtype)]
+    per_step = atol * (max(1.0, float(scale)) + float(lr) * math.sqrt(max(1, int(reduction))))
+    return int(step) * per_step

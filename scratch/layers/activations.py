@@ -1,107 +1,76 @@
-"""Keras 3 activations and their derivatives.
+"""Keras 3's activations by name, as ``activation=`` values: ``get("gelu").forward(x)``.
 
-Each activation is a pair: ``forward(x) -> y`` and ``backward(x, y, dy) -> dx``. Both the input and
-the output are passed to ``backward`` so that each derivative can use whichever is cheaper
-(sigmoid' = y(1-y), relu' = [x>0]).
+The table covers every name ``keras.activations`` serializes (``ALL_OBJECTS`` of Keras 3.15 and
+the aliases ``swish`` = silu, ``hard_swish`` = hard_silu), with the defaults a bare name implies
+(leaky_relu slope 0.2, elu/celu alpha 1, soft/hard_shrink threshold 0.5, squareplus b = 4, exact
+gelu; softmax, log_softmax, sparsemax and glu act on the last axis). The math and each kink's
+derivative convention live in ``activation_functions.py``.
 
-Definitions follow ``keras/src/activations`` and the TensorFlow backend ops:
-- hard_sigmoid is Keras 3's ``relu6(x + 3) / 6`` (tf_keras's older ``clip(0.2x + 0.5, 0, 1)`` is
-  ``hard_sigmoid_tf_keras``, selectable by name for tf_keras files);
-- gelu is the erf form (Keras's default ``approximate=False``), written as TF writes it:
-  ``0.5 * x * erfc(-x * c)`` where c is 1/sqrt(2) rounded to float32 even in float64, because
-  ``tf.nn.gelu`` builds the constant through a float32 tensor;
-- selu uses alpha=1.67326324, scale=1.05070098; elu uses alpha=1;
-- swish is ``x * sigmoid(x)`` (Keras registers it as an alias of silu);
-- softmax works over the last axis unless an axis is given.
+``threshold`` is refused: Keras's ``threshold(x, threshold, default_value)`` has no defaults, so a
+bare name cannot be called (Keras itself fails with a TypeError).
+
+One name is the engine's own: ``hard_sigmoid_tf_keras`` is tf_keras's older hard_sigmoid
+``clip(0.2x + 0.5, 0, 1)``, which the loader substitutes for 'hard_sigmoid' in tf_keras files. It
+is never listed in errors.
 """
-
-import math
 
 import numpy as np
 
+from . import activation_functions as fn
+from .activation_functions import ParametricReLU, sigmoid, softmax  # noqa: F401  (re-exported)
 from .base import LayerError
 
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
+_identity = (lambda x: x, lambda x, y, dy: dy)
 
-# NumPy has no erfc; math.erfc is exact, and gelu is never on a hot conv path.
-_erfc = np.vectorize(math.erfc, otypes=[np.float64])
-_GELU_C = float(np.float32(1.0 / math.sqrt(2.0)))
-
-
-def sigmoid(x):
-    # Split by sign so that exp never overflows.
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
-
-
-def softmax(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def _softmax_backward(y, dy, axis=-1):
-    return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
-
-
-def _gelu(x):
-    return (0.5 * x * _erfc(-x * _GELU_C)).astype(x.dtype)
-
-
-def _gelu_backward(x, y, dy):
-    cdf = 0.5 * _erfc(-x * _GELU_C)
-    pdf = np.exp(-np.square(x * _GELU_C)) * (_GELU_C / math.sqrt(math.pi))
-    return (dy * (cdf + x * pdf)).astype(x.dtype)
-
-
-def _elu(x):
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
-
-
-def _selu(x):
-    return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0)))
-
-
-def _hard_sigmoid(x):
-    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
-
-
-def _hard_sigmoid_tf_keras(x):
-    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
-
-
-def _swish(x):
-    return x * sigmoid(x)
-
-
-def _swish_backward(x, y, dy):
-    s = sigmoid(x)
-    return dy * (s + x * s * (1.0 - s))
-
-
-# name -> (forward, backward(x, y, dy))
+# name -> (forward(x), backward(x, y, dy))
 _ACTIVATIONS = {
-    "linear": (lambda x: x, lambda x, y, dy: dy),
+    "linear": _identity,
     "relu": (lambda x: np.maximum(x, 0), lambda x, y, dy: dy * (x > 0)),
-    "sigmoid": (sigmoid, lambda x, y, dy: dy * y * (1.0 - y)),
+    "relu6": (lambda x: np.clip(x, 0.0, 6.0), lambda x, y, dy: dy * ((x > 0.0) & (x < 6.0))),
+    "leaky_relu": (fn.leaky_relu, fn.leaky_relu_backward),
+    "sigmoid": (fn.sigmoid, lambda x, y, dy: dy * y * (1.0 - y)),
     "tanh": (np.tanh, lambda x, y, dy: dy * (1.0 - y * y)),
-    "softmax": (softmax, lambda x, y, dy: _softmax_backward(y, dy)),
-    "elu": (_elu, lambda x, y, dy: dy * np.where(x > 0, 1.0, y + 1.0)),
-    # At a kink the derivative is a convention; these take TensorFlow's (SeluGrad uses scale at 0,
-    # clip_by_value passes the gradient at its bounds).
-    "selu": (_selu, lambda x, y, dy: dy * np.where(x < 0, y + _SELU_SCALE * _SELU_ALPHA, _SELU_SCALE)),
-    "gelu": (_gelu, _gelu_backward),
-    "swish": (_swish, _swish_backward),
-    "silu": (_swish, _swish_backward),
-    "hard_sigmoid": (_hard_sigmoid, lambda x, y, dy: dy * ((x > -3.0) & (x < 3.0)) / 6.0),
-    "hard_sigmoid_tf_keras": (_hard_sigmoid_tf_keras, lambda x, y, dy: dy * ((x >= -2.5) & (x <= 2.5)) * 0.2),
+    "softmax": (fn.softmax, lambda x, y, dy: fn.softmax_backward(y, dy)),
+    "log_softmax": (fn.log_softmax, fn.log_softmax_backward),
+    "sparsemax": (fn.sparsemax, fn.sparsemax_backward),
+    "elu": (fn.elu, fn.elu_backward),
+    "selu": (fn.selu, fn.selu_backward),
+    "celu": (fn.celu, fn.celu_backward),
+    "gelu": (fn.gelu, fn.gelu_backward),
+    "glu": (fn.glu, fn.glu_backward),
+    "silu": (fn.silu, fn.silu_backward),
+    "swish": (fn.silu, fn.silu_backward),
+    "mish": (fn.mish, fn.mish_backward),
+    "softplus": (fn.softplus, lambda x, y, dy: dy * fn.sigmoid(x)),
+    "softsign": (lambda x: x / (1.0 + np.abs(x)), lambda x, y, dy: dy / np.square(1.0 + np.abs(x))),
+    "squareplus": (lambda x: (x + np.sqrt(np.square(x) + 4.0)) / 2.0,
+                   lambda x, y, dy: dy * (1.0 + x / np.sqrt(np.square(x) + 4.0)) / 2.0),
+    "log_sigmoid": (fn.log_sigmoid, lambda x, y, dy: dy * fn.sigmoid(-x)),
+    "exponential": (np.exp, lambda x, y, dy: dy * y),
+    "tanh_shrink": (lambda x: x - np.tanh(x), lambda x, y, dy: dy * np.square(np.tanh(x))),
+    "hard_tanh": (lambda x: np.clip(x, -1.0, 1.0), lambda x, y, dy: dy * ((x >= -1.0) & (x <= 1.0))),
+    "hard_sigmoid": (fn.hard_sigmoid, fn.hard_sigmoid_backward),
+    "hard_silu": (fn.hard_silu, fn.hard_silu_backward),
+    "hard_swish": (fn.hard_silu, fn.hard_silu_backward),
+    "sparse_sigmoid": (fn.sparse_sigmoid, fn.sparse_sigmoid_backward),
+    "sparse_plus": (fn.sparse_plus, fn.sparse_plus_backward),
+    "soft_shrink": (fn.soft_shrink, fn.soft_shrink_backward),
+    "hard_shrink": (fn.hard_shrink, fn.hard_shrink_backward),
+    "hard_sigmoid_tf_keras": (fn.hard_sigmoid_tf_keras, fn.hard_sigmoid_tf_keras_backward),
 }
 
+# Engine-only names: accepted from the loader, never offered to a user.
+_INTERNAL = ("hard_sigmoid_tf_keras",)
 NAMES = tuple(_ACTIVATIONS)
+KERAS_NAMES = tuple(n for n in NAMES if n not in _INTERNAL)
+# Activations that mix the entries of the last axis (each output sums over it). glu halves it;
+# Keras's Dense and Activation still report the unhalved shape, and so do scratch's.
+LAST_AXIS = ("softmax", "log_softmax", "sparsemax", "glu")
+
+_REFUSED = {
+    "threshold": "Keras's threshold(x, threshold, default_value) has no defaults, so it cannot be "
+                 "an activation given by name",
+}
 
 
 class Activation:
@@ -113,6 +82,8 @@ class Activation:
         self._f, self._df = _ACTIVATIONS[name]
 
     def forward(self, x):
+        if self.name == "glu" and np.shape(x)[-1] % 2:
+            raise LayerError(f"glu needs an even size on its axis. Received: x.shape={np.shape(x)} with axis=-1")
         return np.asarray(self._f(x), dtype=x.dtype)
 
     def backward(self, x, y, dy):
@@ -125,8 +96,11 @@ def normalize_name(name):
         return "linear"
     if isinstance(name, dict):  # {"module": "keras.activations", "class_name": "function", "config": "relu"}
         name = name.get("config", name.get("class_name"))
+    if isinstance(name, str) and name in _REFUSED:
+        raise LayerError(f"activation {name!r} is not supported: {_REFUSED[name]}. Received: activation={name!r}")
     if not isinstance(name, str) or name not in _ACTIVATIONS:
-        raise LayerError(f"activation must be one of {sorted(_ACTIVATIONS)}. Received: activation={name!r}")
+        raise LayerError(f"activation {name!r} is not supported (it is not one of Keras's built-in activations). "
+                         f"Received: activation={name!r}")
     return name
 
 

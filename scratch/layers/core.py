@@ -96,13 +96,8 @@ class ReLU(Layer):
         y = min(x if x > threshold else 0, max_value) - negative_slope * max(threshold - x, 0)
 
     i.e. ``x`` above the threshold (capped at ``max_value``), ``negative_slope * (x - threshold)``
-    below it, and 0 at the threshold itself. Any shape in, same shape out. No weights.
-
-    As in Keras's TensorFlow backend, some constants are rounded to float32 even in float64:
-    the ``x > threshold`` test and the ``max_value`` cap (``ops.cast`` of a Python float goes
-    through a float32 tensor), and ``negative_slope`` when Keras takes its ``tf.nn.leaky_relu``
-    shortcut (no max_value, threshold 0: the op's ``alpha`` attribute is a 32-bit float). The
-    negative part otherwise uses the exact threshold and slope.
+    below it, and 0 at the threshold itself. Any shape in, same shape out. No weights. The math,
+    its float32-rounded constants and its slopes at the kinks are ``activations.ParametricReLU``'s.
     """
 
     supports_masking = True
@@ -119,36 +114,18 @@ class ReLU(Layer):
         self.max_value = None if max_value is None else float(max_value)
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
-        self._cut = float(np.float32(self.threshold))
-        self._cap = None if max_value is None else float(np.float32(self.max_value))
-        leaky = self._leaky = max_value is None and self.threshold == 0.0
-        self._slope = float(np.float32(self.negative_slope)) if leaky else self.negative_slope
+        self._relu = activations.ParametricReLU(self.negative_slope, self.max_value, self.threshold)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
         x = self.cast(x)
-        # Python floats stay weak scalars, so the arithmetic runs in x's dtype as Keras's does.
-        y = np.where(x > self._cut, x, 0).astype(self.dtype)
-        if self._cap is not None:
-            y = np.minimum(y, self._cap)
-        if self.negative_slope != 0.0:
-            y = y - self._slope * np.maximum(self.threshold - x, 0)
         self._cache = x
-        return y
+        return self._relu.forward(x)
 
     def backward(self, dout):
-        x = self._cache
-        slope = x > self._cut
-        if self._cap is not None:
-            slope &= x < self._cap
-        grad = slope.astype(self.dtype)
-        if self.negative_slope != 0.0 and self._leaky:
-            grad = np.where(x > 0, 1.0, self._slope).astype(self.dtype)   # LeakyReluGrad: alpha at 0 itself
-        elif self.negative_slope != 0.0:
-            grad = grad + self._slope * (x < self.threshold)
-        return (self.cast(dout) * grad).astype(self.dtype)
+        return self._relu.backward(self._cache, None, self.cast(dout))
 
 
 class Softmax(Layer):

@@ -7,15 +7,16 @@ needs it.
 
 import numpy as np
 
-from .graph import Ref, as_list
+from .graph import Ref, as_list, tensor_arguments
 
 
 class Call:
     """One recorded layer call: the node, its input, the kwargs it ran with, its outputs; ``sub`` is
     the tape of a nested model's own run (None for a plain layer)."""
 
-    def __init__(self, node, x, kwargs, outs, sub=None):
+    def __init__(self, node, x, kwargs, outs, sub=None, rest=()):
         self.node, self.x, self.kwargs, self.outs, self.sub = node, x, kwargs, outs, sub
+        self.rest = list(rest)   # positional arguments after the first (MultiHeadAttention's value)
 
 
 def backprop(model, tape, inputs, douts, acc):
@@ -49,7 +50,7 @@ def backprop(model, tape, inputs, douts, acc):
             states = []
         else:
             if getattr(layer, "_last_call", None) is not call:   # shared layer: restore this call's cache
-                layer.forward(call.x, **call.kwargs)
+                layer.forward(call.x, *call.rest, **call.kwargs)
                 layer._last_call = call
             dx = layer.backward(ds if len(ds) > 1 else ds[0])
             _accumulate(acc, layer)
@@ -57,7 +58,10 @@ def backprop(model, tape, inputs, douts, acc):
             if call.kwargs.get("initial_state") is not None:
                 dx, states = dx[0], list(dx[1:])
         main = node.args[0]
-        if isinstance(main, Ref):
+        if hasattr(layer, "tensor_call_args") and call.sub is None:   # one dx per tensor argument, in order
+            for (_, r), d in zip(tensor_arguments(layer, node), dx):
+                add(r, d)
+        elif isinstance(main, Ref):
             add(main, dx)
         elif dx is not None:
             for r, d in zip(main, dx):

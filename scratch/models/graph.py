@@ -102,6 +102,23 @@ def accepted_kwargs(layer):
     return _ACCEPTED[cls]
 
 
+def tensor_arguments(layer, node):
+    """``[(name, struct)]`` of the tensor arguments of a call to a layer that takes several
+    (``tensor_call_args``, e.g. MultiHeadAttention's query, value, key): positional arguments are
+    named by the layer's ``forward`` parameters, as Keras binds them to ``call``."""
+    names = list(inspect.signature(layer.forward).parameters)
+    given = dict(zip(names, node.args))
+    given.update({k: v for k, v in node.kwargs.items() if k not in given})
+    return [(n, given[n]) for n in layer.tensor_call_args if given.get(n) is not None]
+
+
+def shape_call_kwargs(layer, node):
+    """Call arguments that change a layer's output shapes (``return_attention_scores`` adds one),
+    for the layers whose ``compute_output_shape`` takes them."""
+    params = inspect.signature(layer.compute_output_shape).parameters
+    return {k: v for k, v in node.kwargs.items() if k == "return_attention_scores" and k in params}
+
+
 def trace_name(layer_name, node_index, tensor_index):
     name = layer_name if node_index == 0 else f"{layer_name}@{node_index}"
     return name if tensor_index == 0 else f"{name}[{tensor_index}]"

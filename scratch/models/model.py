@@ -9,7 +9,11 @@ Running a node follows Keras 3's ``Layer.__call__``:
   mask of that argument). tf_keras always hands the inputs' masks over; its recurrent nodes list
   ``[x, *initial_state]`` as one input, which becomes ``initial_state=`` here;
 - the output mask is ``layer.compute_mask(inputs, previous_mask)``, where ``previous_mask`` is the
-  mask given to the call or else the mask of the first argument.
+  mask given to the call or else the mask of the first argument;
+- a call with several tensor arguments (MultiHeadAttention's query, value, key) hands argument
+  ``k``'s mask to the layer's ``k_mask`` parameter, and the positional arguments after the first
+  go to ``forward`` too. MultiHeadAttention then deletes the masks of the tensors it was given
+  (``set_keras_mask(query, None)``), so layers run after it see those tensors unmasked.
 
 Trace names (``Model.trace``): a layer's output is under its Keras name; node k > 0 of a layer
 called several times is ``name@k``; output i > 0 of a layer with several outputs (return_state)
@@ -28,7 +32,7 @@ from .backprop import Call, set_grads, backprop
 from ..layers.base import Layer, LayerError
 from ..errors import GraphError, InputError, ModelFileError
 from .graph import (InputLayer, Ref, accepted_kwargs, as_list, fmt_shape, leaves, resolve, resolve_masks,
-                    squash, trace_name)
+                    shape_call_kwargs, squash, tensor_arguments, trace_name)
 
 
 class Model(Layer):
@@ -75,13 +79,16 @@ class Model(Layer):
         for node in self.nodes:
             layer = node.layer
             in_shape = resolve(node.args[0], shapes) if node.args else None
+            if hasattr(layer, "tensor_call_args"):   # several tensor arguments: all their shapes, in order
+                in_shape = [resolve(a, shapes) for _, a in tensor_arguments(layer, node)]
+            shape_kwargs = shape_call_kwargs(layer, node)
             if getattr(layer, "is_op", False):
                 out = self._op_output_shape(node, shapes)
             else:
                 try:
                     if not layer.built:
                         layer.build(in_shape, rng) if not isinstance(layer, Model) else layer.build(in_shape)
-                    out = layer.compute_output_shape(in_shape)
+                    out = layer.compute_output_shape(in_shape, **shape_kwargs)
                 except (LayerError, ValueError, TypeError, IndexError) as exc:
                     raise GraphError(f"model '{self.name}'{self._where()}: layer '{layer.name}' "
                                      f"({type(layer).__name__}) cannot take input shape {in_shape}: {exc}") from None
@@ -280,16 +287,25 @@ class Model(Layer):
         accepted = accepted_kwargs(layer)
         if layer.consumes_mask and mask is not None and "mask" in accepted:
             call_kwargs["mask"] = mask
+        if tensor_args > 1:   # Keras hands each tensor argument `k`'s mask to a `k_mask` parameter
+            for arg, struct in tensor_arguments(layer, node) if hasattr(layer, "tensor_call_args") else []:
+                arg_mask = squash(resolve_masks(struct, masks))
+                if f"{arg}_mask" in accepted and call_kwargs.get(f"{arg}_mask") is None and arg_mask is not None:
+                    call_kwargs[f"{arg}_mask"] = arg_mask
         if "training" in accepted:
             call_kwargs["training"] = training
         unknown = [k for k in call_kwargs if k not in accepted]
         if unknown:
             raise GraphError(f"layer '{layer.name}' ({type(layer).__name__}) is called with {unknown} in the config, "
                              "which the scratch layer does not take")
-        out = layer.forward(x, **call_kwargs)
+        out = layer.forward(x, *args[1:], **call_kwargs)
+        if getattr(layer, "clears_input_masks", False):   # Keras's MHA deletes its inputs' masks when it runs
+            for _, struct in tensor_arguments(layer, node):
+                for ref in leaves(struct):
+                    masks[ref] = None
         outs = as_list(out)
         if tape is not None:
-            tape.append(Call(node, x, call_kwargs, outs))
+            tape.append(Call(node, x, call_kwargs, outs, rest=args[1:]))
         layer._last_call = tape[-1] if tape is not None else None   # whose inputs the layer's cache holds
         out_mask = layer.compute_mask(x, previous_mask)
         out_masks = as_list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
@@ -300,9 +316,10 @@ class Model(Layer):
         """Run the graph and record every call for ``backward``; a list for several outputs."""
         self._tape = []
         self._tape_inputs = as_list(x) if len(self.inputs) > 1 else [x]
-        outs, _ = self._run(self._tape_inputs,
-                            input_masks=None if mask is None else as_list(mask), training=training,
-                            tape=self._tape)
+        # the output masks are kept for a loss that honours them (scratch.trainer)
+        outs, self.output_masks = self._run(self._tape_inputs,
+                                            input_masks=None if mask is None else as_list(mask), training=training,
+                                            tape=self._tape)
         return outs if len(outs) > 1 else outs[0]
 
     def backward(self, dout):

@@ -12,8 +12,9 @@ Formats (see /work/shared/keras-facts.md and Keras's saving sources):
   or a ``.keras`` archive's ``config.json``): datasets sit at ``layers/<key>/vars/0..n`` where
   ``<key>`` is the snake_case class name with a per-parent counter (``dense``, ``dense_1``) in
   ``model.layers`` order; recurrent layers keep theirs under ``cell/``, Bidirectional under
-  ``forward_layer/`` and ``backward_layer/``, TimeDistributed under ``layer/``, nested models
-  under ``layers/``. Layer names play no part, so renamed layers map correctly.
+  ``forward_layer/`` and ``backward_layer/``, TimeDistributed under ``layer/``, MultiHeadAttention
+  under ``query_dense/``, ``key_dense/``, ... (``v3_parts``), nested models under ``layers/``.
+  Layer names play no part, so renamed layers map correctly.
   A legacy weights-only ``.h5`` (``layer_names`` at the file root) is accepted too.
 - **``.keras``**: a zip of ``config.json``, ``metadata.json`` and ``model.weights.h5`` (above).
 
@@ -289,6 +290,8 @@ def _v3_arrays(layer, f, path, source):
                 + _v3_arrays(layer.backward_layer, f, f"{path}/backward_layer", source))
     if cls == "TimeDistributed":
         return _v3_arrays(layer.layer, f, f"{path}/layer", source)
+    if hasattr(layer, "v3_parts"):   # sublayers saved under their attribute names (MultiHeadAttention)
+        return [a for sub, part in layer.v3_parts() for a in _vars(part, f, f"{path}/{sub}", source)]
     return _vars(layer, f, path, source)
 
 

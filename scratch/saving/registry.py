@@ -13,9 +13,10 @@ would need either:
 ``check_model_config`` walks the whole config first and reports every offender at once; only
 then does ``make_layer`` construct anything.
 
-Files written by tf_keras (Keras 2) differ in one place that changes results: their
-``hard_sigmoid`` is ``clip(0.2x + 0.5, 0, 1)``, which scratch calls ``hard_sigmoid_tf_keras``.
-``make_layer(..., flavor="tf_keras")`` translates the name.
+Files written by tf_keras (Keras 2) differ in two places that change results: their
+``hard_sigmoid`` is ``clip(0.2x + 0.5, 0, 1)``, which scratch calls ``hard_sigmoid_tf_keras``, and
+their UnitNormalization floors the squared norm at 1e-12 (``tf.linalg.l2_normalize``) where Keras 3
+floors the norm itself. ``make_layer(..., flavor="tf_keras")`` translates both.
 """
 
 import re
@@ -142,6 +143,10 @@ def _nested_problem(cfg):
 def translate_config(class_name, config, flavor):
     """Keras config -> scratch constructor kwargs (tf_keras's hard_sigmoid and no-op keys)."""
     config = dict(config)
+    if flavor == "tf_keras" and class_name == "MultiHeadAttention":
+        # Its node lists value/key as kwargs and its softmax adds -1e9 (no fused path): not Keras 3's.
+        raise LayerError("MultiHeadAttention written by tf_keras is not supported (tf_keras masks its scores "
+                         "with an additive -1e9 and passes value/key as node kwargs); save the model with Keras 3")
     if flavor == "tf_keras":
         for key in ("activation", "recurrent_activation"):
             if config.get(key) == "hard_sigmoid":
@@ -149,6 +154,8 @@ def translate_config(class_name, config, flavor):
         for key, noop in _TF_KERAS_NOOP_KEYS.items():
             if key in config and config[key] == noop:
                 del config[key]
+        if class_name == "UnitNormalization":
+            config["squared_norm_floor"] = 1e-12   # tf.linalg.l2_normalize's epsilon, on the squared norm
     return config
 
 

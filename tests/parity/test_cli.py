@@ -35,8 +35,8 @@ def models(tmp_path_factory):
     text = keras.Model(tok, L.Dense(2, name="cls")(L.LSTM(4, name="rnn")(
         L.Embedding(11, 5, mask_zero=True, name="emb")(tok))), name="text")
     text.save(folder / "text.keras")
-    bad = keras.Sequential([keras.Input((4,)), L.Dense(3, name="d"), L.LayerNormalization(name="ln"),
-                            L.UnitNormalization(name="un")])
+    bad = keras.Sequential([keras.Input((4,)), L.Dense(3, name="d"), L.RMSNormalization(name="rms"),
+                            L.Discretization(bin_boundaries=[0.0], name="disc")])
     bad.save(folder / "unsupported.h5")
     return folder
 
@@ -157,7 +157,7 @@ def bad_files(tmp_path_factory, models):
     (["check", "{bad}/missing.h5"], r"missing.h5: no such file"),
     (["check", "{bad}/notes.h5"], r"not a Keras model file \(neither HDF5 nor a .keras zip archive"),
     (["check", "{bad}/truncated.h5"], r"truncated\.h5: .*(truncated|corrupt)"),
-    (["check", "{models}/unsupported.h5"], r"unsupported layer\(s\): ln \(LayerNormalization\), un \(UnitNormalization\)"),
+    (["check", "{models}/unsupported.h5"], r"unsupported layer\(s\): rms \(RMSNormalization\), disc \(Discretization\)"),
     (["check", "{models}/conv.h5", "--inputs", "{bad}/wrong_shape.npz"],
      r"array 'arr_0' has shape \(2, 9, 8, 2\), model input '.*' expects \(N, 8, 8, 2\)"),
     (["check", "{models}/text.keras", "--inputs", "{bad}/wrong_key.npz"], r"no array for model input 'tokens'"),

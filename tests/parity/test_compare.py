@@ -48,6 +48,19 @@ def test_own_reduction_reads_keras_configs(keras):
     assert own_reduction("Add", {}, [(None, 4), (None, 4), (None, 4)]) == 3
 
 
+def test_own_reduction_of_per_sample_normalizations(keras):
+    L = keras.layers
+    # Their moments (or the L2 norm) sum over every normalized axis; a list of axes multiplies them.
+    assert own_reduction("LayerNormalization", L.LayerNormalization().get_config(), (None, 5, 7)) == 7
+    assert own_reduction("LayerNormalization", L.LayerNormalization(axis=[1, -1]).get_config(), (None, 5, 3, 7)) == 35
+    assert own_reduction("UnitNormalization", L.UnitNormalization(axis=[1, 2]).get_config(), (None, 4, 3, 2)) == 12
+    assert own_reduction("GroupNormalization", L.GroupNormalization(groups=4).get_config(), (None, 3, 3, 8)) == 18
+    assert own_reduction("GroupNormalization", L.GroupNormalization(groups=-1).get_config(), (None, 3, 5, 8)) == 15
+    assert own_reduction("Activation", L.Activation("log_softmax").get_config(), (None, 9)) == 9
+    assert own_reduction("Dense", L.Dense(6, activation="sparsemax").get_config(), (None, 4)) == 4 + 6 + 1
+    assert own_reduction("Rescaling", L.Rescaling(0.5).get_config(), (None, 4)) == 1
+
+
 def test_effective_reduction_is_the_longest_chain_of_sums():
     infos = [
         dict(name="a", class_name="Dense", config={"units": 4}, input_shape=(None, 10), inbound=["in"]),

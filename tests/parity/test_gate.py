@@ -182,7 +182,7 @@ def test_the_html_page_puts_failures_first_and_prints_no_python_reprs(manifest, 
     broken["passed"], small["passed"] = False, False
     broken["failures"] = ["gate: scratch macro_f1 0.5000 < MANIFEST Keras 0.9300 - 0.01"]
     broken["per_layer"]["layers"][2].update(passed=False, headroom=3.5)
-    broken["per_layer"]["first_diverging"] = broken["per_layer"]["layers"][2]["name"]
+    broken["per_layer"].update(passed=False, first_diverging=broken["per_layer"]["layers"][2]["name"])
     write_suite_report(str(tmp_path), small, manifest, {}, html=True)
     page = (tmp_path / "index.html").read_text()
     assert "Gate: scratch's metrics" in page and "<h2 class='failw'>FAIL: lc2d_twin</h2>" in page

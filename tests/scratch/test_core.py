@@ -20,7 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axi
 
 DTYPES = st.sampled_from(["float32", "float64"])
 SEEDS = st.integers(0, 2**31 - 1)
-KERAS_ACTIVATIONS = [n for n in activations.NAMES if n != "hard_sigmoid_tf_keras"]
+# glu halves the last axis and needs it even; test_activations covers it.
+KERAS_ACTIVATIONS = [n for n in activations.KERAS_NAMES if n != "glu"]
 
 
 def shapes(min_rank=1, max_rank=4, max_side=5):
@@ -67,7 +68,7 @@ def test_dense_matches_keras(shape, in_dim, units, activation, use_bias, dtype, 
     assert_close(mine.forward(x), run_keras(k, x), label=f"Dense {activation} {dtype}", reduction=in_dim)
 
 
-@pytest.mark.parametrize("activation", activations.NAMES)
+@pytest.mark.parametrize("activation", [n for n in activations.NAMES if n != "glu"])
 def test_dense_gradients(activation):
     rng = np.random.default_rng(len(activation))
     layer = Dense(3, activation=activation, dtype="float64")
@@ -353,7 +354,7 @@ def test_mask_support_matches_keras(cls, args):
 @pytest.mark.parametrize("make,match", [
     (lambda: Dense(0), r"units must be a positive integer\. Received: units=0"),
     (lambda: Dense(2.5), r"units must be a positive integer\. Received: units=2\.5"),
-    (lambda: Dense(2, activation="relu9"), r"activation must be one of .* Received: activation='relu9'"),
+    (lambda: Dense(2, activation="relu9"), r"activation 'relu9' is not supported"),
     (lambda: Dense(2, kernel_size=3), r"Dense got unsupported arguments: \['kernel_size'\]"),
     (lambda: Activation("nope"), r"Received: activation='nope'"),
     (lambda: ReLU(max_value=-1), r"max_value of a ReLU layer cannot be a negative value\. Received: max_value=-1"),

@@ -1,15 +1,18 @@
-"""scratch.merge against keras.layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate."""
+"""scratch.merge and scratch.dot against keras.layers: Add, Subtract, Multiply, Average, Maximum, Minimum,
+Concatenate, Dot."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from keras.src.backend import get_keras_mask, set_keras_mask  # how Keras 3 attaches a mask to an eager tensor
 
+from parity.compare import own_reduction
 from parity.tolerance import assert_close
 from scratch.layers.base import LayerError
+from scratch.layers.dot import Dot
 from scratch.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from tests.support import check_layer_gradients
 
@@ -230,3 +233,79 @@ def test_mask_rules_pass_or_of_masks():
     np.testing.assert_array_equal(Add().compute_mask(xs, [a, b]), [[True, False, True]])
     assert Add().compute_mask(xs, [a, None]) is None
     assert Add().compute_mask(xs, None) is None
+
+
+# ---- Dot ------------------------------------------------------------------------------------------
+@st.composite
+def dot_cases(draw):
+    """Two inputs of rank 2-4 sharing the batch and one contracted axis, ``axes`` int or pair,
+    negative or not."""
+    r1, r2 = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    b, n = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    s1 = [b] + [draw(st.integers(1, 3)) for _ in range(r1 - 1)]
+    s2 = [b] + [draw(st.integers(1, 3)) for _ in range(r2 - 1)]
+    a1, a2 = draw(st.integers(1, r1 - 1)), draw(st.integers(1, r2 - 1))
+    if draw(st.booleans()) and r1 == r2:
+        a2 = a1
+        axes = draw(st.sampled_from([a1, a1 - r1]))
+    else:
+        axes = (draw(st.sampled_from([a1, a1 - r1])), draw(st.sampled_from([a2, a2 - r2])))
+    s1[a1], s2[a2] = n, n
+    return axes, (tuple(s1), tuple(s2))
+
+
+@given(case=dot_cases(), normalize=st.booleans(), dtype=DTYPES, seed=SEEDS)
+@example(case=(1, ((2, 3), (2, 3))), normalize=False, dtype="float32", seed=0)      # 2D x 2D -> (batch, 1)
+@example(case=((1, 2), ((2, 3, 4), (2, 5, 3))), normalize=True, dtype="float64", seed=0)
+@example(case=(-1, ((2, 4, 3), (2, 2, 3))), normalize=False, dtype="float32", seed=0)
+@example(case=((2, 1), ((1, 2, 3, 4), (1, 3))), normalize=True, dtype="float32", seed=0)
+@example(case=((1, 1), ((2, 1), (2, 1))), normalize=True, dtype="float64", seed=0)    # length-1 axis
+def test_dot_matches_keras(case, normalize, dtype, seed):
+    axes, shapes = case
+    rng = np.random.default_rng(seed)
+    xs = [rng.normal(size=s).astype(dtype) for s in shapes]
+    k, mine = keras_twin(Dot, dtype, axes=axes, normalize=normalize)
+    batchless = [(None, *s[1:]) for s in shapes]
+    assert mine.compute_output_shape(batchless) == tuple(k.compute_output_shape(batchless))
+    mine.build(shapes)
+    y = mine.forward(xs)
+    assert y.shape == mine.compute_output_shape(shapes)
+    assert mine.compute_mask(xs, [np.ones(s[:-1], bool) for s in shapes]) is None
+    assert_close(y, np.asarray(k(keras_tensors(xs))), label=f"Dot axes={axes} {shapes} normalize={normalize}",
+                 reduction=own_reduction("Dot", k.get_config(), shapes))
+
+
+def test_dot_normalize_floors_the_norm():
+    """ops.normalize caps 1/norm at 1/1e-7: an all-zero row stays zero instead of becoming NaN."""
+    xs = [np.zeros((1, 3), np.float32), np.ones((1, 3), np.float32)]
+    k = keras.layers.Dot(axes=1, normalize=True)
+    np.testing.assert_array_equal(Dot(axes=1, normalize=True).forward(xs), np.asarray(k(keras_tensors(xs))))
+
+
+@settings(max_examples=10)
+@given(case=dot_cases(), normalize=st.booleans(), seed=SEEDS)
+@example(case=((1, 2), ((2, 3, 4), (2, 5, 3))), normalize=True, seed=0)
+@example(case=(1, ((2, 3), (2, 3))), normalize=True, seed=1)
+def test_dot_gradients(case, normalize, seed):
+    axes, shapes = case
+    rng = np.random.default_rng(seed)
+    axis = axes if isinstance(axes, int) else axes[0]
+    # Normalizing a length-1 axis gives sign(x), whose gradient is 0: finite differences see only noise.
+    normalize = normalize and shapes[0][axis] > 1
+    layer = Dot(axes=axes, normalize=normalize, dtype="float64")
+    check_layer_gradients(layer, [rng.normal(size=s) for s in shapes], rng=rng, label=f"Dot {axes} {shapes}")
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: Dot(axes="1"), r"Invalid type for argument `axes`: it should be a list or an int\. Received: axes='1'"),
+    (lambda: Dot(axes=(1, 2, 3)), r"it should contain two elements\. Received: axes=\(1, 2, 3\)"),
+    (lambda: Dot(axes=(1, 1.5)), r"list elements should be integers\. Received: axes=\(1, 1\.5\)"),
+    (lambda: Dot(axes=1).build([(2, 3), (2, 4)]), r"Incompatible input shapes: axis values 3 \(at axis 1\) != 4"),
+    (lambda: Dot(axes=0).build([(2, 3), (2, 3)]), r"Dot axes must name a non-batch axis"),
+    (lambda: Dot(axes=1).build([(2, 3)]), r"A `Dot` layer should be called on a list of 2 inputs"),
+    (lambda: Dot(axes=1).forward([np.zeros((2, 3))] * 3), r"A `Dot` layer should be called on exactly 2 inputs"),
+    (lambda: Dot(axes=1).build([(2,), (2, 3)]), r"Cannot do batch_dot on inputs with rank < 2"),
+])
+def test_dot_errors(make, match):
+    with pytest.raises(LayerError, match=match):
+        make()

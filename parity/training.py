@@ -1,0 +1,120 @@
+"""N-step training parity: Keras ``train_on_batch`` against the scratch trainer, step by step.
+
+Both sides start from the same weights (the file's) and take the same batches in the same order;
+Keras is compiled with the optimizer and loss of the same classes and settings as scratch's. After
+every step the loss each side reported (computed before its update, as Keras returns it) and every
+weight (trainable and BN statistics) are compared. A float64 scratch run (``truth``) on the same
+batches says which side drifted.
+
+Drift budget (``parity.tolerance.training_budget``): step k's weights may differ by k times the
+per-step allowance. Each step adds one update's worth of rounding on top of the last step's
+difference, and for a stable run those differences add up (linear growth); an optimizer that
+amplifies them (Adam divides by sqrt(v), which is tiny where a gradient is nearly 0) grows faster,
+and that is reported, not hidden. The allowance of one step is the forward rule at the weight's
+scale plus the rounding of one update, ``lr * eps * sqrt(reduction)`` for the gradient's
+reduction (``parity.gradients.gradient_reduction``) times the optimizer's gain (1 for SGD; for
+adaptive optimizers, ``1 / sqrt(v)``-like gains are bounded by Keras's ``epsilon``, which the budget
+does not assume).
+
+Attribution with the float64 truth: a gradient that is exactly 0 in exact arithmetic (the bias of a
+layer followed by BatchNormalization in training mode) is computed as rounding noise, and Adam
+turns noise g into an update ``lr * g / (|g| + eps)`` of up to ``lr``: from then on both float32
+runs wander away from the exact one, chaotically, and from each other. A step beyond the budget is
+*attributed to rounding* when both float32 runs are about equally far from the float64 run (neither
+distance more than ``ROUNDING_RATIO`` = 100 times the other). A broken update rule or gradient fails
+that test by orders of magnitude: the float64 run shares scratch's code, so scratch stays near it
+while Keras does not (or the other way round for a bug only float32 hits).
+"""
+
+ROUNDING_RATIO = 100.0
+
+import numpy as np
+
+from . import keras_runner as kr
+from .gradients import gradient_reduction, keras_loss, zero_dropout
+from .tolerance import training_budget
+
+
+def keras_optimizer(kmodel, name, config):
+    lib = kr._model_api(kmodel)
+    cfg = dict(config)
+    lr = cfg.get("learning_rate")
+    if hasattr(lr, "get_config"):   # a scratch schedule -> the Keras schedule of the same name
+        cfg["learning_rate"] = getattr(lib.optimizers.schedules, type(lr).__name__)(
+            **{k: v for k, v in lr.get_config().items()})
+    return getattr(lib.optimizers, name)(**cfg)
+
+
+def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, truth=None, dtype=np.float32):
+    """Per-step records for ``batches`` = [(xs, y, sample_weight)], plus the verdict.
+
+    ``optimizer`` is a class name ('Adam'); ``optimizer_config`` its keyword arguments (the same
+    for both sides). Returns {steps: [...], passed, first_failing_step, worst_weight}.
+    """
+    from scratch import optimizers as sopt
+    from scratch.trainer import Trainer
+
+    zero_dropout(kmodel, smodel)
+    kmodel.compile(optimizer=keras_optimizer(kmodel, optimizer, optimizer_config), loss=keras_loss(kmodel, loss))
+    trainer = Trainer(smodel).compile(loss, sopt.get(optimizer, **optimizer_config))
+    t_trainer = None
+    if truth is not None:
+        zero_dropout(kmodel, truth)
+        t_trainer = Trainer(truth).compile(loss, sopt.get(optimizer, **optimizer_config))
+    reduction = gradient_reduction(kr.layer_infos(kmodel), len(batches[0][0][0]))
+    names = [f"{l.name}/{n}" for l in smodel.layers for n in l.active_weight_names()]
+    steps, first = [], None
+    for k, (xs, y, sw) in enumerate(batches, start=1):
+        feed = xs if len(xs) > 1 else xs[0]
+        k_loss = float(np.asarray(kmodel.train_on_batch(feed, y, sample_weight=sw)))
+        s_loss = trainer.train_on_batch(xs, y, sw)
+        t_loss = None
+        if t_trainer is not None:
+            t_loss = t_trainer.train_on_batch([np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else x
+                                               for x in xs], y, sw)
+        lr = float(trainer.optimizer.learning_rate)
+        worst = dict(ratio=-1.0)
+        for name, kw, sw_ in zip(names, kmodel.get_weights(), smodel.get_weights()):
+            diff = float(np.max(np.abs(np.asarray(sw_, np.float64) - kw), initial=0.0))
+            budget = training_budget(dtype, step=k, scale=float(np.max(np.abs(kw), initial=0.0)), lr=lr,
+                                     reduction=reduction)
+            ratio = diff / budget
+            if ratio > worst["ratio"]:
+                worst = dict(ratio=ratio, weight=name, diff=diff, budget=budget)
+        loss_budget = training_budget(dtype, step=k, scale=abs(k_loss), lr=0.0, reduction=reduction)
+        loss_diff = abs(s_loss - k_loss)
+        within = worst["ratio"] <= 1.0 and loss_diff <= loss_budget
+        row = dict(step=k, loss_scratch=s_loss, loss_keras=k_loss, loss_truth=t_loss, loss_diff=loss_diff,
+                   loss_budget=loss_budget, worst_weight=worst["weight"], weight_diff=worst["diff"],
+                   weight_budget=worst["budget"], within_budget=within, attributed_to_rounding=False)
+        if t_trainer is not None:
+            st = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
+                     for a, b in zip(smodel.get_weights(), truth.get_weights()))
+            kt = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
+                     for a, b in zip(kmodel.get_weights(), truth.get_weights()))
+            row["scratch_vs_truth"], row["keras_vs_truth"] = st, kt
+            if not within:
+                row["attributed_to_rounding"] = bool(max(st, kt) <= ROUNDING_RATIO * max(min(st, kt), 1e-30))
+        row["passed"] = within or row["attributed_to_rounding"]
+        steps.append(row)
+        if not row["passed"] and first is None:
+            first = k
+    return dict(steps=steps, passed=first is None, first_failing_step=first,
+                max_weight_diff=max(r["weight_diff"] for r in steps), reduction=reduction)
+
+
+def format_training_table(result):
+    has_truth = "scratch_vs_truth" in result["steps"][0]
+    head = f"{'step':>4} {'loss scratch':>13} {'loss Keras':>13} {'|dloss|':>10} {'max |dw|':>10} {'budget':>10}"
+    head += f" {'scr-f64':>10} {'keras-f64':>10}" if has_truth else ""
+    lines = [head + "  worst weight", "-" * (len(head) + 30)]
+    for r in result["steps"]:
+        line = (f"{r['step']:>4} {r['loss_scratch']:>13.7g} {r['loss_keras']:>13.7g} {r['loss_diff']:>10.2e} "
+                f"{r['weight_diff']:>10.2e} {r['weight_budget']:>10.2e}")
+        if has_truth:
+            line += f" {r['scratch_vs_truth']:>10.2e} {r['keras_vs_truth']:>10.2e}"
+        mark = "" if r["within_budget"] else "  rounding (f64)" if r["attributed_to_rounding"] else "  FAIL"
+        lines.append(line + f"  {r['worst_weight']}{mark}")
+    if result["first_failing_step"]:
+        lines.append(f"first failing step: {result['first_failing_step']}")
+    return "\n".join(lines)
