@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import LayerError
 from .layers import activations as act
-from .layers.core import ReLU as _ReLULayer
+from .layers import activation_functions as fn
 
 erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -80,25 +80,10 @@ def clip(cfg):
             lambda args, y, dy: [_to(dy * ((args[0] >= lo) & (args[0] <= hi)), args[0])])
 
 
-def leaky(slope):
-    slope = float(np.float32(slope))   # tf.nn.leaky_relu's alpha is a 32-bit float attribute
-    return (lambda x: np.where(x > 0, x, x * slope).astype(x.dtype),
-            lambda args, y, dy: [_to(dy * np.where(args[0] > 0, 1.0, slope), args[0])])
-
-
-def elu(cfg):
-    alpha = cfg.get("alpha", 1.0)
-
-    def forward(x):
-        y = np.where(x > 0, x, np.expm1(np.minimum(x, 0))).astype(x.dtype)
-        return y if alpha == 1 else np.where(x > 0, y, alpha * y).astype(x.dtype)
-    return forward, lambda args, y, dy: [_to(dy * np.where(args[0] > 0, 1.0, alpha * np.exp(np.minimum(args[0], 0))),
-                                             args[0])]
-
-
-def hard_silu_df(x, y, dy):
-    hs = np.clip(x + 3.0, 0.0, 6.0) / 6.0
-    return dy * (hs + x * ((x > -3.0) & (x < 3.0)) / 6.0)
+def shared(forward, backward, **params):
+    """An activation of layers/activation_functions.py run with the op's own settings (slope, alpha, axis)."""
+    return (lambda x: np.asarray(forward(x, **params), dtype=x.dtype),
+            lambda args, y, dy: [_to(backward(args[0], y, dy, **params), args[0])])
 
 
 _GELU_TANH_C = 0.7978845608028654   # sqrt(2/pi), as tf.nn.gelu writes it
@@ -124,24 +109,15 @@ def gelu(cfg):
 def named(name):
     """An activation that scratch/layers/activations.py defines (forward(x), backward(x, y, dy))."""
     def make(cfg):
-        fn = act.get(name)
-        return fn.forward, lambda args, y, dy: [_to(fn.backward(args[0], y, dy), args[0])]
+        f = act.get(name)
+        return f.forward, lambda args, y, dy: [_to(f.backward(args[0], y, dy), args[0])]
     return make
 
 
 def keras_relu(cfg):
-    """``keras.activations.relu(x, negative_slope, max_value, threshold)``: the ReLU layer's math."""
-    layer = _ReLULayer(max_value=cfg.get("max_value"), negative_slope=cfg.get("negative_slope", 0.0),
-                       threshold=cfg.get("threshold", 0.0))
-
-    def forward(x):
-        layer.dtype = x.dtype
-        return layer.forward(x)
-
-    def backward(args, y, dy):
-        forward(args[0])
-        return [_to(layer.backward(dy), args[0])]
-    return forward, backward
+    """``keras.activations.relu(x, negative_slope, max_value, threshold)``: the ReLU layer's own math."""
+    relu = act.ParametricReLU(cfg.get("negative_slope", 0.0), cfg.get("max_value"), cfg.get("threshold", 0.0))
+    return relu.forward, lambda args, y, dy: [_to(relu.backward(args[0], y, dy), args[0])]
 
 
 def softmax(cfg, log=False):

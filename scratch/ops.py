@@ -28,10 +28,10 @@ import numpy as np
 
 from .errors import LayerError
 from .layers.base import Layer
-from .layers import activations as act
-from .op_kernels import (axis_arg, binary, cast, clip, concatenate, einsum, elu, erf, gelu, get_item, hard_silu_df,
-                         keras_relu, leaky, like, logic, matmul_backward, named, pow_db, reduce, shape_op, softmax,
-                         stack, transpose, unary, where)
+from .layers import activation_functions as fn
+from .op_kernels import (axis_arg, binary, cast, clip, concatenate, einsum, erf, gelu, get_item, keras_relu, like,
+                         logic, matmul_backward, named, pow_db, reduce, shape_op, shared, softmax, stack, transpose,
+                         unary, where)
 
 OP_MODULES = ("keras.src.ops.", "keras.src.activations.")
 
@@ -65,18 +65,27 @@ OPS = {
     # activations (keras.activations.* and keras.ops.* on tensors)
     "ReLU": keras_relu,
     "Relu": unary(lambda x: np.maximum(x, 0), lambda x, y, d: d * (y > 0)),
-    "Relu6": unary(lambda x: np.clip(x, 0, 6), lambda x, y, d: d * ((x > 0) & (x < 6))),
-    "LeakyRelu": lambda cfg: leaky(cfg.get("negative_slope", 0.2)),
-    "Elu": elu,
+    "Relu6": named("relu6"),
+    "LeakyRelu": lambda cfg: shared(fn.leaky_relu, fn.leaky_relu_backward, negative_slope=cfg.get("negative_slope", 0.2)),
+    "Elu": lambda cfg: shared(fn.elu, fn.elu_backward, alpha=cfg.get("alpha", 1.0)),
+    "Celu": lambda cfg: shared(fn.celu, fn.celu_backward, alpha=cfg.get("alpha", 1.0)),
     "Selu": named("selu"),
     "Sigmoid": named("sigmoid"),
+    "LogSigmoid": named("log_sigmoid"),
     "Tanh": named("tanh"),
+    "TanhShrink": named("tanh_shrink"),
+    "HardTanh": named("hard_tanh"),
+    "SoftShrink": lambda cfg: shared(fn.soft_shrink, fn.soft_shrink_backward, threshold=cfg.get("threshold", 0.5)),
+    "HardShrink": lambda cfg: shared(fn.hard_shrink, fn.hard_shrink_backward, threshold=cfg.get("threshold", 0.5)),
     "HardSigmoid": named("hard_sigmoid"),
-    "HardSilu": unary(lambda x: x * (np.clip(x + 3.0, 0.0, 6.0) / 6.0), hard_silu_df),
+    "HardSilu": named("hard_silu"),
     "Silu": named("silu"),
     "Gelu": gelu,
-    "Softplus": unary(lambda x: np.logaddexp(0, x).astype(x.dtype), lambda x, y, d: d * act.sigmoid(x)),
-    "Softsign": unary(lambda x: x / (1 + np.abs(x)), lambda x, y, d: d / np.square(1 + np.abs(x))),
+    "Softplus": named("softplus"),
+    "Softsign": named("softsign"),
+    "SparsePlus": named("sparse_plus"),
+    "SparseSigmoid": named("sparse_sigmoid"),
+    "Glu": lambda cfg: shared(fn.glu, fn.glu_backward, axis=cfg.get("axis", -1)),
     "Softmax": softmax,
     "LogSoftmax": lambda cfg: softmax(cfg, log=True),
     # reductions and linear algebra

@@ -81,10 +81,10 @@ class Model(Layer):
             in_shape = resolve(node.args[0], shapes) if node.args else None
             if hasattr(layer, "tensor_call_args"):   # several tensor arguments: all their shapes, in order
                 in_shape = [resolve(a, shapes) for _, a in tensor_arguments(layer, node)]
-            shape_kwargs = shape_call_kwargs(layer, node)
             if getattr(layer, "is_op", False):
                 out = self._op_output_shape(node, shapes)
             else:
+                shape_kwargs = shape_call_kwargs(layer, node)
                 try:
                     if not layer.built:
                         layer.build(in_shape, rng) if not isinstance(layer, Model) else layer.build(in_shape)

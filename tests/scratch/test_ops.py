@@ -48,6 +48,12 @@ CASES = {
     "Silu": (knn.Silu, {}, "x", None), "Gelu": (knn.Gelu, {"approximate": False}, "x", None),
     "Gelu/tanh": (knn.Gelu, {"approximate": True}, "x", None), "Softplus": (knn.Softplus, {}, "x", None),
     "Softsign": (knn.Softsign, {}, "x", None), "Softmax": (knn.Softmax, {"axis": 1}, "x", None),
+    "Celu": (knn.Celu, {"alpha": 0.6}, "x", None), "LogSigmoid": (knn.LogSigmoid, {}, "x", None),
+    "TanhShrink": (knn.TanhShrink, {}, "x", None), "HardTanh": (knn.HardTanh, {}, "x", None),
+    "SoftShrink": (knn.SoftShrink, {"threshold": 0.4}, "x", None),
+    "HardShrink": (knn.HardShrink, {"threshold": 0.4}, "x", None),
+    "SparsePlus": (knn.SparsePlus, {}, "x", None), "SparseSigmoid": (knn.SparseSigmoid, {}, "x", None),
+    "Glu": (knn.Glu, {"axis": -1}, "x", None),
     "LogSoftmax": (knn.LogSoftmax, {"axis": -1}, "x", None),
     "Mean": (knp.Mean, {"axis": 1, "keepdims": False}, "x", None),
     "Sum": (knp.Sum, {"axis": [1, 2], "keepdims": True}, "x", None),
@@ -255,8 +261,6 @@ def test_op_errors():
         Op("Einsum", subscripts="ii->i")
     with pytest.raises(LayerError, match=r"is called with keyword arguments \['axis'\]"):
         Op("Add").forward(np.ones(2), np.ones(2), axis=0)
-    with pytest.raises(LayerError, match=r"negative_slope of a ReLU layer cannot be None or a negative value"):
-        Op("ReLU", negative_slope=-1.0)
 
 
 def test_unknown_node_argument_kind_is_refused():
