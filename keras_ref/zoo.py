@@ -136,6 +136,11 @@ def randomize(model, rng):
                 new.append(rng.normal(0.0, 0.1, w.shape).astype(w.dtype))
             redrawn += 1
         layer.set_weights(new)
+        if type(layer).__name__ == "Normalization":
+            # Normalization computes with mean/variance copies it takes from its weights in
+            # finalize_state (Keras calls it after loading a file); without it the in-memory model
+            # would keep using the values it was built with, unlike the file it saves.
+            layer.finalize_state()
     return redrawn
 
 
