@@ -42,8 +42,8 @@ NESTED = ("Sequential", "Functional", "Model")
 
 
 # ---- the Keras side, cached ---------------------------------------------------------------------------
-def prepare(name, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
-    """Build + save + probe ``name`` into ``folder`` (or reuse a matching cache); returns the metadata.
+def prepare(app, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
+    """Build + save + probe ``app`` into ``folder`` (or reuse a matching cache); returns the metadata.
 
     ``kwargs`` go to ``keras_ref.zoo.build`` (``builder=`` picks a family's generic builder).
     """
@@ -51,9 +51,9 @@ def prepare(name, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
 
     from keras_ref import zoo as kzoo
 
-    size = size or kzoo.min_size(name)
+    size = size or kzoo.min_size(app)
     # the installed Keras's version, read without importing it: a cache hit needs no TensorFlow at all
-    key = dict(name=name, size=size, seed=kzoo.SEED, kwargs=kwargs, keras=version("keras"))
+    key = dict(name=app, size=size, seed=kzoo.SEED, kwargs=kwargs, keras=version("keras"))
     meta_path = os.path.join(folder, "meta.json")
     if not rebuild and os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
@@ -66,10 +66,10 @@ def prepare(name, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     t0 = time.perf_counter()
-    model = kzoo.build(name, size, **kwargs)
-    paths = kzoo.save(model, folder, name, formats)
+    model = kzoo.build(app, size, **kwargs)
+    paths = kzoo.save(model, folder, app, formats)
     build_s = time.perf_counter() - t0
-    x = kzoo.sample_inputs(name, size)
+    x = kzoo.sample_inputs(app, size)
     reference = cmp.flatten_outputs(kr.intermediate_outputs(model, x))
     kr.call(model, x)   # warm-up: the timed calls measure inference, not tracing
     keras_s = min(kr.predict(model, x)[1] for _ in range(2))
@@ -146,12 +146,12 @@ def _refusal(problems):
     return "; ".join(f"{cls} x{n} ({reason})" for (cls, reason), n in sorted(groups.items()))
 
 
-def run_model(name, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
-    """The zoo row of one model (each of ``formats``)."""
+def run_model(app, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
+    """The zoo row of one application (each of ``formats``)."""
     t0 = time.perf_counter()
-    meta = prepare(name, folder, size=size, rebuild=rebuild, formats=formats, **kwargs)
+    meta = prepare(app, folder, size=size, rebuild=rebuild, formats=formats, **kwargs)
     x, reference = _reference(folder, meta)
-    row = dict(model=name, size=meta["key"]["size"], kwargs=kwargs, layers=meta["layers"],
+    row = dict(model=app, size=meta["key"]["size"], kwargs=kwargs, layers=meta["layers"],
                nodes=sum(len(i["nodes"]) for i in meta["infos"]), params=meta["params"],
                keras_seconds=meta["keras_seconds"], formats={})
     for fmt in formats:
