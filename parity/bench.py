@@ -1,131 +1,151 @@
-"""Scratch vs Keras speed on realistic conv/pool shapes (``make bench``; prints, asserts nothing).
+"""``make bench``: scratch against Keras, side by side in one process, as ratios (asserts nothing).
 
-For each layer: median wall time of the forward pass and of the backward pass (dx and weight
-gradients; Keras's via ``tf.GradientTape``), the largest im2col patch matrix the scratch layer
-built, and the forward max |scratch - Keras| as a sanity check. Grouped convs are left out: Keras compiles them with XLA on every call on CPU, so its time
-would measure compilation. Then the scratch time of every
-Conv2D/pooling/padding layer of ResNet50 on 2 images of 224x224, against Keras's whole-model call.
+Each case (parity.bench_cases) runs its scratch and Keras sides, warm-ups first, then interleaved
+``A B A B`` and the medians are compared (parity.bench_timing). The table gives scratch s, Keras s,
+the ratio scratch / Keras against the issue's target, each side's peak memory for one call, and for
+single Conv2D/Dense layers their GFLOP/s against numpy's sgemm on a product of the same size
+(timed in the same interleaving). The load average before and after says how busy the machine was.
+
+Environment: ``BENCH=full`` adds the larger cases (ResNet50, VGG19, every captioner, more conv
+shapes); ``BENCH_ONLY=glob,glob`` picks cases by name; ``BENCH_BUSY=1`` runs a second CPU-bound
+process beside the benchmark. Writes ``reports/bench.json`` (``BENCH_REPORT`` overrides the path).
 """
 
+import fnmatch
+import json
 import os
+import platform
+import sys
+import tempfile
 import time
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras  # noqa: E402
+from . import bench_timing as bt  # noqa: E402
+from .bench_cases import NotRunnable, cases, sgemm_side  # noqa: E402
 
-from scratch.layers import conv, pooling, windows# noqa: E402
-
-REPEATS = 3
-
-CASES = [
-    ("Conv2D 3x3 s1 same 64->64", keras.layers.Conv2D(64, 3, padding="same"), conv.Conv2D, (8, 56, 56, 64)),
-    ("Conv2D 7x7 s2 same 3->64", keras.layers.Conv2D(64, 7, strides=2, padding="same"), conv.Conv2D,
-     (2, 224, 224, 3)),
-    ("Conv2D 1x1 s1 256->64", keras.layers.Conv2D(64, 1), conv.Conv2D, (8, 56, 56, 256)),
-    ("Conv2D 3x3 s2 same 128->128", keras.layers.Conv2D(128, 3, strides=2, padding="same"), conv.Conv2D,
-     (8, 56, 56, 128)),
-    ("LocallyConnected2D 3x3 16->16", tf_keras.layers.LocallyConnected2D(16, 3), conv.LocallyConnected2D,
-     (8, 16, 16, 16)),
-    ("MaxPooling2D 3x3 s2 same", keras.layers.MaxPooling2D(3, 2, padding="same"), pooling.MaxPooling2D,
-     (8, 112, 112, 64)),
-    ("AveragePooling2D 2x2 same", keras.layers.AveragePooling2D(2, padding="same"), pooling.AveragePooling2D,
-     (8, 55, 55, 64)),
-    ("GlobalAveragePooling2D", keras.layers.GlobalAveragePooling2D(), pooling.GlobalAveragePooling2D,
-     (8, 7, 7, 2048)),
-]
+REPORT = os.environ.get("BENCH_REPORT", os.path.join("reports", "bench.json"))
 
 
-def median_time(fn, repeats=REPEATS):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def keras_backward(layer, x, dout):
-    xv = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xv)
-        y = layer(xv)
-    return tape.gradient(y, [xv] + list(layer.trainable_weights), output_gradients=tf.constant(dout))
-
-
-def bench_layer(label, keras_layer, scratch_cls, shape, rng):
-    x = rng.normal(size=shape).astype(np.float32)
-    keras_layer.build(shape)
-    layer = scratch_cls(**keras_layer.get_config())
-    layer.build(shape)
-    if keras_layer.get_weights():
-        layer.set_weights(keras_layer.get_weights())
-    desired = np.asarray(keras_layer(x))  # warm-up, and the reference output
-    dout = rng.normal(size=desired.shape).astype(np.float32)
-    keras_backward(keras_layer, x, dout)
-    windows.reset_peak_patch_bytes()
-    actual = layer.forward(x)
-    layer.backward(dout)
-    peak = windows.peak_patch_bytes()
-    row = dict(
-        label=label, shape=shape,
-        keras_fwd=median_time(lambda: np.asarray(keras_layer(x))),
-        scratch_fwd=median_time(lambda: layer.forward(x)),
-        keras_bwd=median_time(lambda: keras_backward(keras_layer, x, dout)),
-        scratch_bwd=median_time(lambda: layer.backward(dout)),
-        peak_mb=peak / 2**20,
-        max_abs=float(np.max(np.abs(actual - desired))),
-    )
+def run_case(case):
+    row = dict(case=case.name, group=case.group, target=case.target, note=case.note)
+    try:
+        sides = case.build()
+    except NotRunnable as exc:
+        row.update(status="not runnable yet", reason=str(exc))
+        return row
+    except Exception as exc:  # noqa: BLE001 - one broken case must not hide the others
+        row.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        return row
+    if case.sgemm:
+        sides["sgemm"] = sgemm_side(*case.sgemm)
+    times = bt.interleaved(sides, warmups=case.warmups, pairs=case.pairs)
+    med = {k: bt.median(v) for k, v in times.items()}
+    row.update(status="ok", scratch_s=med["scratch"], keras_s=med["keras"], ratio=med["scratch"] / med["keras"],
+               times=times, pairs=case.pairs, warmups=case.warmups)
+    row["met"] = row["ratio"] <= case.target
+    row["scratch_peak_mb"] = bt.scratch_peak_mb(sides["scratch"])
+    row["keras_peak_mb"] = bt.keras_peak_mb(sides["keras"])
+    if case.flops:
+        row["scratch_gflops"] = case.flops / med["scratch"] / 1e9
+        row["sgemm_gflops"] = case.flops / med["sgemm"] / 1e9
+        row["sgemm_fraction"] = row["scratch_gflops"] / row["sgemm_gflops"]
+        row["sgemm_shape"] = case.sgemm
+        row["met"] = row["met"] and row["sgemm_fraction"] >= 0.7
     return row
 
 
-def bench_resnet50(rng, batch=2):
-    """Scratch time of ResNet50's conv/pool/padding layers on their real input shapes."""
-    model = keras.applications.ResNet50(weights=None)
-    x = rng.normal(size=(batch, 224, 224, 3)).astype(np.float32)
-    np.asarray(model(x[:1]))
-    keras_time = median_time(lambda: np.asarray(model(x)), repeats=2)
-    kinds = {"Conv2D": conv.Conv2D, "ZeroPadding2D": conv.ZeroPadding2D, "MaxPooling2D": pooling.MaxPooling2D,
-             "GlobalAveragePooling2D": pooling.GlobalAveragePooling2D}
-    total, count = 0.0, 0
-    windows.reset_peak_patch_bytes()
-    for k_layer in model.layers:
-        cls = kinds.get(type(k_layer).__name__)
-        if cls is None:
-            continue
-        in_shape = (batch,) + tuple(k_layer.input.shape[1:])
-        layer = cls(**k_layer.get_config())
-        layer.build(in_shape, rng=rng)
-        inp = rng.normal(size=in_shape).astype(np.float32)
-        start = time.perf_counter()
-        layer.forward(inp)
-        total += time.perf_counter() - start
-        count += 1
-    return count, total, keras_time, windows.peak_patch_bytes() / 2**20
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+HEADER = (f"{'case':40s} {'scratch s':>9s} {'Keras s':>8s} {'ratio':>6s} {'target':>7s} {'met':>4s} "
+          f"{'scr MB':>7s} {'Keras MB':>8s}  GFLOP/s scratch/sgemm")
+
+
+def format_row(row):
+    if row["status"] != "ok":
+        return f"{row['case']:40s} {row['status']}: {row['reason']}"
+    flops = ""
+    if "scratch_gflops" in row:
+        flops = f"  {row['scratch_gflops']:.1f}/{row['sgemm_gflops']:.1f} ({100 * row['sgemm_fraction']:.0f}%, target 70%)"
+    return (f"{row['case']:40s} {row['scratch_s']:9.3f} {row['keras_s']:8.3f} {row['ratio']:6.2f} "
+            f"{'<= ' + format(row['target'], '.1f'):>7s} {'yes' if row['met'] else 'NO':>4s} "
+            f"{_fmt(row['scratch_peak_mb'], '7.1f')} {_fmt(row['keras_peak_mb'], '8.1f')}{flops}")
+
+
+def write_report(path, data):
+    """Atomic write (a reader never sees half a file), world-readable like the other reports."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-bench-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, default=str)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def environment():
+    from . import keras_runner as kr
+
+    env = kr.environment()
+    import tensorflow as tf
+
+    env.update(python=platform.python_version(), machine=platform.machine(),
+               tf_intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+               tf_inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads())
+    env.update(bt.blas_info())
+    return env
+
+
+def selected(all_cases):
+    only = [p.strip() for p in os.environ.get("BENCH_ONLY", "").split(",") if p.strip()]
+    return [c for c in all_cases if not only or any(fnmatch.fnmatchcase(c.name, p) for p in only)]
 
 
 def main():
-    rng = np.random.default_rng(0)
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, NumPy {np.__version__}; "
-          f"oneDNN: {onednn}; float32; median of {REPEATS}; patch-matrix bound "
-          f"{windows.MAX_PATCH_BYTES / 2**20:.0f} MB")
-    head = (f"{'layer':32s} {'input':>18s} {'keras fwd':>10s} {'mine fwd':>10s} {'keras bwd':>10s} "
-            f"{'mine bwd':>10s} {'patch MB':>9s} {'max|diff|':>10s}")
-    print(head)
-    print("-" * len(head))
-    for case in CASES:
-        r = bench_layer(*case, rng)
-        print(f"{r['label']:32s} {'x'.join(map(str, r['shape'])):>18s} {1e3 * r['keras_fwd']:8.1f}ms "
-              f"{1e3 * r['scratch_fwd']:8.1f}ms {1e3 * r['keras_bwd']:8.1f}ms {1e3 * r['scratch_bwd']:8.1f}ms "
-              f"{r['peak_mb']:9.1f} {r['max_abs']:10.2e}")
-    count, total, keras_time, peak = bench_resnet50(rng)
-    print(f"\nResNet50, 2 images 224x224: scratch forward of its {count} conv/pool/padding layers "
-          f"{total:.2f} s (peak patch matrix {peak:.1f} MB); Keras whole-model call {keras_time:.2f} s")
+    full = os.environ.get("BENCH", "").lower() == "full"
+    busy = os.environ.get("BENCH_BUSY", "") not in ("", "0")
+    t0 = time.perf_counter()
+    env = environment()
+    load_before = bt.load()
+    todo = selected(cases(full=full))
+    print(f"make bench ({'full' if full else 'default'}{', with a busy neighbour' if busy else ''}): "
+          f"{len(todo)} cases; load average {load_before['load1']:.2f} on {load_before['cpus']} CPUs; "
+          f"BLAS {os.path.basename(env.get('engine_blas') or '?')} ({env.get('engine_blas_threads')} threads, "
+          f"the engine runs it single-threaded from {env['engine_pool_workers']} pool threads); "
+          f"oneDNN {'on' if env.get('onednn_enabled') else 'off'}", flush=True)
+    print(HEADER)
+    print("-" * len(HEADER), flush=True)
+    rows = []
+    neighbour = bt.BusyNeighbour() if busy else None
+    if neighbour:
+        neighbour.__enter__()
+    try:
+        for case in todo:
+            row = run_case(case)
+            rows.append(row)
+            print(format_row(row), flush=True)
+    finally:
+        if neighbour:
+            neighbour.__exit__(None, None, None)
+    load_after = bt.load()
+    wall = time.perf_counter() - t0
+    ok = [r for r in rows if r["status"] == "ok"]
+    print(f"\n{sum(r['met'] for r in ok)}/{len(ok)} measured cases meet their target; "
+          f"{len(rows) - len(ok)} not measured. Load average {load_before['load1']:.2f} before, "
+          f"{load_after['load1']:.2f} after; {wall:.0f} s.")
+    data = dict(mode="full" if full else "default", busy_neighbour=busy, wall_s=wall, load_before=load_before,
+                load_after=load_after, environment=env, command=" ".join(sys.argv),
+                method=dict(timing=bt.__doc__.split("\n\n")[1], memory=bt.__doc__.split("\n\n")[2]),
+                predict_mode="unfused (the path the tests verify)",
+                cases=rows, time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    write_report(REPORT, data)
+    print(f"wrote {REPORT}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

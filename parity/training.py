@@ -62,7 +62,7 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
         zero_dropout(kmodel, truth)
         t_trainer = Trainer(truth).compile(loss, sopt.get(optimizer, **optimizer_config))
     reduction = gradient_reduction(kr.layer_infos(kmodel), len(batches[0][0][0]))
-    names = [f"{l.name}/{n}" for l in smodel.layers for n in l.active_weight_names()]
+    scratch_weights = _aligned_weights(kmodel)
     steps, first = [], None
     for k, (xs, y, sw) in enumerate(batches, start=1):
         feed = xs if len(xs) > 1 else xs[0]
@@ -74,7 +74,9 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
                                                for x in xs], y, sw)
         lr = float(trainer.optimizer.learning_rate)
         worst = dict(ratio=-1.0)
-        for name, kw, sw_ in zip(names, kmodel.get_weights(), smodel.get_weights()):
+        for (name, sw_), kw in zip(scratch_weights(smodel), kmodel.get_weights()):
+            if np.shape(sw_) != np.shape(kw):   # never compare two different weights
+                raise ValueError(f"weight order: scratch '{name}' {np.shape(sw_)} vs Keras {np.shape(kw)}")
             diff = float(np.max(np.abs(np.asarray(sw_, np.float64) - kw), initial=0.0))
             budget = training_budget(dtype, step=k, scale=float(np.max(np.abs(kw), initial=0.0)), lr=lr,
                                      reduction=reduction)
@@ -91,7 +93,7 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
             st = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
                      for a, b in zip(smodel.get_weights(), truth.get_weights()))
             kt = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
-                     for a, b in zip(kmodel.get_weights(), truth.get_weights()))
+                     for a, (_, b) in zip(kmodel.get_weights(), scratch_weights(truth)))
             row["scratch_vs_truth"], row["keras_vs_truth"] = st, kt
             if not within:
                 row["attributed_to_rounding"] = bool(max(st, kt) <= ROUNDING_RATIO * max(min(st, kt), 1e-30))
@@ -101,6 +103,14 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
             first = k
     return dict(steps=steps, passed=first is None, first_failing_step=first,
                 max_weight_diff=max(r["weight_diff"] for r in steps), reduction=reduction)
+
+
+def _aligned_weights(kmodel):
+    """A function giving a scratch model's ``[(name, array)]`` in ``kmodel.get_weights()`` order:
+    layer by layer, each layer's weights in its own order (Keras 3 and tf_keras alike)."""
+    def slots(model):
+        return [(f"{l.name}/{n}", w) for l in model.layers for n, w in zip(l.active_weight_names(), l.get_weights())]
+    return slots
 
 
 def format_training_table(result):

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from . import activations
+from .. import parallel
 from .base import Layer, LayerError, check_choice
 
 
@@ -49,9 +50,14 @@ class Dense(Layer):
 
     def forward(self, x, training=False):
         x = self.cast(x)
-        z = x @ self.weights["kernel"]
+        kernel = self.weights["kernel"]
+        if x.ndim >= 2 and x.shape[-1] == kernel.shape[0]:
+            # One product over all leading axes, split by rows over the engine's pool (scratch.parallel).
+            z = parallel.matmul(x.reshape(-1, kernel.shape[0]), kernel).reshape(*x.shape[:-1], self.units)
+        else:
+            z = x @ kernel   # rank 1, or a shape error worded by numpy
         if self.use_bias:
-            z = z + self.weights["bias"]
+            z += self.weights["bias"]
         y = self.activation.forward(z)
         self._cache = (x, z, y)
         return y

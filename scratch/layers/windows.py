@@ -9,8 +9,13 @@ Conventions (TensorFlow's, which Keras uses on every backend):
 A window view ``(N, oh, ow, kh, kw, C)`` is a strided view of the padded input (no copy). The
 im2col patch matrix ``(rows, kh*kw*C)`` is a copy, so it is built block by block: a block is a
 run of batch items (or, when one item alone is too big, a run of output rows of one item) whose
-patch matrix fits in ``MAX_PATCH_BYTES``.
+patch matrix fits in ``MAX_PATCH_BYTES``. Forward passes use blocks of at most
+``FORWARD_BLOCK_BYTES``, copied into a per-thread buffer that is reused: a block that stays in
+the core's cache is multiplied at close to BLAS's full rate, while a large patch matrix costs a
+page fault per 4 KiB and a trip to memory (profile in scratch.parallel's docstring).
 """
+
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -19,6 +24,9 @@ from .base import LayerError, check_choice
 
 # Upper bound on one patch matrix. Read at call time, so a test may lower it to force chunking.
 MAX_PATCH_BYTES = 256 * 2**20
+FORWARD_BLOCK_BYTES = 2 * 2**20
+
+_buffers = threading.local()
 
 _stats = {"peak_patch_bytes": 0}
 
@@ -136,13 +144,55 @@ def blocks(n, out_rows, row_bytes, limit=None):
             yield slice(i, i + 1), slice(r, min(out_rows, r + rows))
 
 
-def patch_block(win, bs, rs):
-    """Copy one block of the window view into a patch array (nb, nr, ow, kh*kw*C)."""
+def forward_block_bytes():
+    """Patch-block bound of forward passes (never above ``MAX_PATCH_BYTES``)."""
+    return min(MAX_PATCH_BYTES, FORWARD_BLOCK_BYTES)
+
+
+def patch_block(win, bs, rs, reuse=False):
+    """Copy one block of the window view into a patch array (nb, nr, ow, kh*kw*C).
+
+    ``reuse=True`` copies into this thread's buffer, which the next call overwrites (for a block
+    that is consumed at once, as forward passes do)."""
     view = win[bs, rs]
     nb, nr, ow, kh, kw, c = view.shape
-    patches = view.reshape(nb, nr, ow, kh * kw * c)
+    if reuse:
+        size = view.size
+        buf = getattr(_buffers, "patches", None)
+        if buf is None or buf.dtype != view.dtype or buf.size < size:
+            buf = _buffers.patches = np.empty(size, dtype=view.dtype)
+        patches = buf[:size].reshape(view.shape)
+        np.copyto(patches, view)
+        patches = patches.reshape(nb, nr, ow, kh * kw * c)
+    else:
+        patches = view.reshape(nb, nr, ow, kh * kw * c)
     _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], patches.nbytes)
     return patches
+
+
+def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs):
+    """One block's patch matrix, transposed: (kh*kw*C, nb*nr*ow) in this thread's reused buffer.
+
+    Row (a, b, c) is the input plane c shifted by kernel offset (a, b), copied as one slab per
+    offset. For inputs with few channels this beats ``patch_block``, whose copy moves runs of
+    only kw*C values; the product then reads it as a column-major matrix, ``.T``, which BLAS
+    takes as it is.
+    """
+    (kh, kw), (sh, _), (oh_all, ow) = kernel, strides, out_hw
+    nb = len(range(*bs.indices(xp.shape[0])))
+    nr = len(range(*rs.indices(oh_all)))
+    c = xp.shape[-1]
+    size = kh * kw * c * nb * nr * ow
+    buf = getattr(_buffers, "transposed", None)
+    if buf is None or buf.dtype != xp.dtype or buf.size < size:
+        buf = _buffers.transposed = np.empty(size, dtype=xp.dtype)
+    out = buf[:size].reshape(kh * kw, c, nb, nr, ow)
+    top = rs.start * sh
+    for (a, b), (rows, cols) in offset_slices(kernel, strides, dilation, (nr, ow)):
+        rows = slice(top + rows.start, top + rows.stop, sh)
+        np.copyto(out[a * kw + b], xp[bs, rows, cols, :].transpose(3, 0, 1, 2))
+    _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], out.nbytes)
+    return out.reshape(kh * kw * c, nb * nr * ow)
 
 
 def col2im_add(dxp, dpatches, bs, rs, strides, dilation):

@@ -93,6 +93,12 @@ def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=
         states = [np.stack([beams[i][r][3][j] for i, r in rows]) for j in range(len(init))]
         logits, new_states = _step(step_model, last, states, batch_size)
         logp = log_softmax(logits)
+        # Only a beam's k best tokens can survive: rank every row's tokens at once, by total score and
+        # then token id (a stable sort of -total keeps the lower id first on a tie).
+        total = np.array([beams[i][r][1] for i, r in rows])[:, None] + logp
+        best = np.argsort(-total, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(total, best, axis=1).tolist()   # Python floats, read below
+        best = best.tolist()
         row_of = {key: j for j, key in enumerate(rows)}
         selected = {}
         for i in np.flatnonzero(~done):
@@ -102,11 +108,9 @@ def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=
                     cands.append((-score, r, -1, prefix, True, st))
                     continue
                 j = row_of[(i, r)]
-                total = score + logp[j]
-                # Only this beam's k best tokens can survive; pick them by the same ordering rule.
-                for v in np.lexsort((np.arange(total.size), -total))[:k]:
-                    cands.append((-float(total[v]), r, int(v), prefix + (int(v),), int(v) == end,
-                                  [s[j] for s in new_states]))
+                row_states = [s[j] for s in new_states]
+                for v, total_v in zip(best[j], best_scores[j]):
+                    cands.append((-total_v, r, v, prefix + (v,), v == end, row_states))
             cands.sort(key=lambda c: c[:3])
             beams[i] = [(c[3], -c[0], c[4], c[5]) for c in cands[:k]]
             selected[int(i)] = [(b[0], b[1], b[2]) for b in beams[i]]

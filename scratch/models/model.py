@@ -28,6 +28,7 @@ backprop through a recorded run is in backprop.py.
 
 import numpy as np
 
+from .. import parallel
 from .backprop import Call, set_grads, backprop
 from ..layers.base import Layer, LayerError
 from ..errors import GraphError, InputError, ModelFileError
@@ -306,6 +307,10 @@ class Model(Layer):
         outs = as_list(out)
         if tape is not None:
             tape.append(Call(node, x, call_kwargs, outs, rest=args[1:]))
+        elif getattr(layer, "_cache", None) is not None:
+            # predict/trace record no tape, so no backward reads this cache: free the arrays it holds
+            # (otherwise every layer's input and output stay alive for the whole call).
+            layer._cache = None
         layer._last_call = tape[-1] if tape is not None else None   # whose inputs the layer's cache holds
         out_mask = layer.compute_mask(x, previous_mask)
         out_masks = as_list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
@@ -385,7 +390,8 @@ class Model(Layer):
         if any(v.shape[0] != n for v in xs):
             raise InputError(f"model '{self.name}': inputs have different batch sizes {[v.shape[0] for v in xs]}")
         batch_size = max(1, int(batch_size or n or 1))
-        chunks = [self._run([v[s:s + batch_size] for v in xs])[0] for s in range(0, max(n, 1), batch_size)]
+        with parallel.single_threaded_blas():   # the engine splits big products itself (scratch.parallel)
+            chunks = [self._run([v[s:s + batch_size] for v in xs])[0] for s in range(0, max(n, 1), batch_size)]
         outs = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(self.outputs))]
         return outs if len(outs) > 1 else outs[0]
 
@@ -397,7 +403,8 @@ class Model(Layer):
         the error it inherits (its output is still recorded as computed).
         """
         collect = []
-        self._run(self._standardize(x), collect=collect, feed=feed, keep=True)
+        with parallel.single_threaded_blas():
+            self._run(self._standardize(x), collect=collect, feed=feed, keep=True)
         return dict(collect)
 
     def __repr__(self):

@@ -44,15 +44,18 @@ def test_train_uses_the_file_setup_and_passes(model_file, capsys):
 
 def test_max_pool_tie_sent_to_the_wrong_cell_fails_grad(model_file, tmp_path, capsys, monkeypatch):
     """Integer-valued inputs tie inside pooling windows; routing a tie to the last maximum is caught."""
-    original = pooling.MaxPooling2D.backward
-
-    def last_of_ties(self, dout):   # walk the window cells backwards: a tie goes to the last maximum
-        pads, slabs, xp, y = self._cache
-        self._cache = (pads, list(reversed(slabs)), xp, y)
-        try:
-            return original(self, dout)
-        finally:
-            self._cache = (pads, slabs, xp, y)
+    def last_of_ties(self, dout):   # the fixture's 2x2/stride-2 pool, each tie sent to the LAST maximum
+        image, y = self._cache[:2]
+        n, _, _, c = image.shape
+        oh, ow = y.shape[1:3]
+        win = image[:, :2 * oh, :2 * ow].reshape(n, oh, 2, ow, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, oh, ow, 4, c)
+        last = 3 - np.argmax(win[:, :, :, ::-1], axis=3)
+        dwin = np.zeros_like(win)
+        np.put_along_axis(dwin, last[:, :, :, None], np.asarray(dout)[:, :, :, None], axis=3)
+        dx = np.zeros_like(image)
+        dx[:, :2 * oh, :2 * ow] = dwin.reshape(n, oh, ow, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+            n, 2 * oh, 2 * ow, c)
+        return dx
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "xy.npz", x=rng.integers(0, 2, (4, 6, 6, 1)).astype("float32"), y=rng.integers(0, 4, 4))
@@ -60,7 +63,8 @@ def test_max_pool_tie_sent_to_the_wrong_cell_fails_grad(model_file, tmp_path, ca
     monkeypatch.setattr(pooling.MaxPooling2D, "backward", last_of_ties)
     code = main(["grad", model_file, "--inputs", tmp_path / "xy.npz", "--no-truth"])
     out = capsys.readouterr().out
-    assert code == 1 and "first diverging weight: input:" in out, out
+    assert code == 1 and "first diverging weight:" in out, out
+    assert any(line.startswith("input:") and "FAIL" in line for line in out.splitlines()), out
 
 
 def test_broken_update_rule_fails_train(model_file, capsys, monkeypatch):

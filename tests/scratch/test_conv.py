@@ -106,6 +106,12 @@ CONV_PINS = [
     (_conv(kernel_size=3, filters=4, groups=2, padding="same", strides=2), (2, 5, 6, 4)),
     # where TF's oneDNN float32 conv is wrong (see check_conv)
     (_conv(filters=1, kernel_size=(1, 2), strides=(1, 2), use_bias=False), (2, 2, 3, 1)),
+    # 1x1 kernels run without a patch matrix: strided, 'same', with activation and bias
+    (_conv(kernel_size=1, strides=2, filters=4, activation="relu"), (2, 7, 6, 3)),
+    (_conv(kernel_size=1, strides=(1, 3), padding="same", activation="sigmoid"), (3, 5, 8, 2)),
+    # more than conv.FEW_CHANNELS input channels: patch blocks copied from the window view
+    (_conv(kernel_size=3, strides=2, padding="same", filters=4, activation="tanh"), (2, 7, 8, 6)),
+    (_conv(kernel_size=(2, 3), dilation_rate=2, padding="same", filters=3), (2, 9, 7, 5)),
 ]
 
 
@@ -121,6 +127,10 @@ CONV_PINS = [
 @example(case=(*CONV_PINS[8], 9))
 @example(case=(*CONV_PINS[9], 10))
 @example(case=(*CONV_PINS[10], 11))
+@example(case=(*CONV_PINS[11], 12))
+@example(case=(*CONV_PINS[12], 13))
+@example(case=(*CONV_PINS[13], 14))
+@example(case=(*CONV_PINS[14], 15))
 def test_conv2d_matches_keras(case):
     check_conv(*case)
 

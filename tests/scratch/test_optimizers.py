@@ -57,7 +57,7 @@ def cases(draw):
 @example(("SGD", {"momentum": 0.5, "nesterov": True}, {"weight_decay": 0.05}, 0.05, 1, "float64"))
 @example(("RMSprop", {"centered": True, "momentum": 0.5, "rho": 0.8}, {"global_clipnorm": 0.7}, 0.05, 2, "float32"))
 @example(("Nadam", {}, {"clipnorm": 0.5}, 1e-3, 3, "float64"))
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(cases())
 def test_optimizer_matches_keras(case):
     name, cfg, extra, lr, seed, dtype = case

@@ -1,0 +1,153 @@
+"""The engine's threads: single-threaded BLAS calls run from a small pool of Python threads.
+
+Why (profile of ``make bench`` on a shared 2-core machine, issue "Performance"): numpy's OpenBLAS
+splits every product statically over its threads and each call ends in a barrier. When another
+process holds a core, every call waits for the descheduled half, and an engine that issues many
+mid-sized products (one per patch block, LSTM step or conv layer) loses 3-10x, while TensorFlow's
+work-stealing pool loses little. So the engine makes its own split instead: work is cut into
+blocks that the pool hands out dynamically (a thread that is descheduled simply takes fewer
+blocks), and each block's product runs with BLAS limited to one thread. numpy releases the GIL in
+copies and products, so two blocks really run at once.
+
+How work is cut never depends on the pool size or the load, only on the shapes: a block's
+product may round differently from one whole product (BLAS picks its kernels by size), but a
+given input gives the same numbers on every run and with any number of threads.
+
+BLAS is reached through ctypes (the library numpy loaded, found in /proc/self/maps). When it
+cannot be found (another platform or BLAS), the limit is a no-op and the pool still splits.
+``SCRATCH_NUM_THREADS`` sets the pool size (default: the CPUs this process may run on).
+The limit is process-wide while it is held: do not run other BLAS work in other threads meanwhile.
+"""
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+_SETTERS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
+_GETTERS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
+
+_lock = threading.Lock()
+_state = {"lib": None, "searched": False, "depth": 0, "saved": None, "pool": None, "pool_size": 0}
+
+
+def _loaded_openblas():
+    """(path, set, get) of the OpenBLAS numpy uses, or None. numpy's own copy is preferred over
+    others a process may hold (scipy ships a second one with its own threads)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths, key=lambda p: "numpy" not in p):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = next((getattr(lib, s) for s in _SETTERS if hasattr(lib, s)), None)
+        getter = next((getattr(lib, g) for g in _GETTERS if hasattr(lib, g)), None)
+        if setter is not None and getter is not None:
+            getter.restype = ctypes.c_int
+            return path, setter, getter
+    return None
+
+
+def blas_library():
+    """Path of the BLAS whose threads the engine controls, or None."""
+    if not _state["searched"]:
+        _state["lib"], _state["searched"] = _loaded_openblas(), True
+    return None if _state["lib"] is None else _state["lib"][0]
+
+
+def blas_threads():
+    """BLAS's current thread count (None when unknown)."""
+    if blas_library() is None:
+        return None
+    return int(_state["lib"][2]())
+
+
+@contextmanager
+def single_threaded_blas():
+    """Limit BLAS to one thread inside the block (reentrant; the previous count is restored)."""
+    if blas_library() is None:
+        yield
+        return
+    with _lock:
+        if _state["depth"] == 0:
+            _state["saved"] = int(_state["lib"][2]())
+            if _state["saved"] != 1:
+                _state["lib"][1](1)
+        _state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["depth"] -= 1
+            if _state["depth"] == 0 and _state["saved"] not in (None, 1):
+                _state["lib"][1](_state["saved"])
+
+
+def workers():
+    """Pool size: ``SCRATCH_NUM_THREADS`` or the CPUs this process may use."""
+    env = os.environ.get("SCRATCH_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if "cpus" not in _state:   # asking the kernel costs a system call: once per process
+        try:
+            _state["cpus"] = max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            _state["cpus"] = max(1, os.cpu_count() or 1)
+    return _state["cpus"]
+
+
+def _pool(n):
+    if _state["pool"] is None or _state["pool_size"] != n:
+        _state["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scratch")
+        _state["pool_size"] = n
+    return _state["pool"]
+
+
+# Work below this many multiply-adds runs inline: handing blocks to pool threads costs a thread
+# wake-up each (about a millisecond on a busy machine, bench profile), more than it saves.
+MIN_PARALLEL_COST = 20_000_000
+
+
+def run_blocks(fn, items, cost=None):
+    """``fn(item)`` for every item, spread over the pool with single-threaded BLAS; returns the results
+    in order. Runs inline when there is one item or one worker, when the whole work ``cost``
+    (multiply-adds) is below ``MIN_PARALLEL_COST``, or when called from a pool thread."""
+    items = list(items)
+    n = workers()
+    small = cost is not None and cost < MIN_PARALLEL_COST
+    with single_threaded_blas():
+        if n == 1 or small or len(items) < 2 or threading.current_thread().name.startswith("scratch"):
+            return [fn(item) for item in items]
+        return list(_pool(n).map(fn, items))
+
+
+def row_chunks(rows, cost_per_row, min_cost=2_000_000, max_chunks=8):
+    """Split ``rows`` into contiguous slices for the pool: up to ``max_chunks`` (several per worker,
+    for dynamic balance), none cheaper than ``min_cost`` multiply-adds so the hand-over stays
+    negligible. The split depends on the shapes only (see the module docstring)."""
+    if rows <= 0:
+        return [slice(0, 0)]
+    count = max(1, min(max_chunks, rows, int(rows * cost_per_row // max(1, min_cost))))
+    step = -(-rows // count)
+    return [slice(s, min(rows, s + step)) for s in range(0, rows, step)]
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, F), split by rows over the pool."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    chunks = row_chunks(a.shape[0], a.shape[1] * b.shape[1])
+
+    def part(rows):
+        np.matmul(a[rows], b, out=out[rows])
+
+    run_blocks(part, chunks, cost=a.shape[0] * a.shape[1] * b.shape[1])
+    return out
+

@@ -1,0 +1,106 @@
+"""scratch.parallel: BLAS thread control, the block pool, and row-split products equal to one product."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from parity.tolerance import assert_close
+from scratch import parallel
+from scratch.layers import windows
+from scratch.layers.conv import Conv2D
+
+
+def test_single_threaded_blas_limits_and_restores():
+    if parallel.blas_library() is None:
+        pytest.skip("no OpenBLAS found in this process")
+    before = parallel.blas_threads()
+    with parallel.single_threaded_blas():
+        assert parallel.blas_threads() == 1
+        with parallel.single_threaded_blas():   # reentrant
+            assert parallel.blas_threads() == 1
+        assert parallel.blas_threads() == 1
+    assert parallel.blas_threads() == before
+
+
+def test_single_threaded_blas_restores_after_an_error():
+    before = parallel.blas_threads()
+    with pytest.raises(ZeroDivisionError):
+        with parallel.single_threaded_blas():
+            1 / 0
+    assert parallel.blas_threads() == before
+
+
+def test_run_blocks_keeps_order_and_uses_the_pool(monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    names = set()
+
+    def work(i):
+        names.add(threading.current_thread().name.startswith("scratch"))
+        return i * i
+
+    assert parallel.run_blocks(work, range(20)) == [i * i for i in range(20)]
+    assert True in names
+
+
+def test_run_blocks_inline_when_the_work_is_small(monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    seen = set()
+    parallel.run_blocks(lambda i: seen.add(threading.current_thread().name), range(8),
+                        cost=parallel.MIN_PARALLEL_COST - 1)
+    assert seen == {threading.current_thread().name}
+
+
+def test_run_blocks_inline_with_one_worker(monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "1")
+    seen = []
+    assert parallel.run_blocks(lambda i: seen.append(threading.current_thread().name) or i, [1, 2, 3]) == [1, 2, 3]
+    assert not any(n.startswith("scratch") for n in seen)
+
+
+def test_run_blocks_raises_what_a_block_raises(monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+
+    def work(i):
+        if i == 3:
+            raise ValueError("block 3")
+        return i
+
+    with pytest.raises(ValueError, match="block 3"):
+        parallel.run_blocks(work, range(6))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 1000])
+def test_row_chunks_cover_every_row_once(rows):
+    chunks = parallel.row_chunks(rows, 10_000)
+    covered = [r for s in chunks for r in range(rows)[s]]
+    assert covered == list(range(rows))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_split_matmul_equals_one_product_exactly(dtype, monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(1037, 300)).astype(dtype)
+    b = rng.normal(size=(300, 129)).astype(dtype)
+    assert len(parallel.row_chunks(*a.shape[:1], a.shape[1] * b.shape[1])) > 1
+    np.testing.assert_array_equal(parallel.matmul(a, b), a @ b)
+
+
+def test_conv_forward_is_the_same_for_any_pool_size(monkeypatch):
+    # The pool changes who computes a block, never the blocks: identical numbers with 1 or 2 workers.
+    rng = np.random.default_rng(1)
+    layer = Conv2D(6, 3, padding="same", activation="relu")
+    x = rng.normal(size=(3, 11, 9, 5)).astype("float32")
+    layer.build(x.shape, rng=rng)
+    whole = layer.forward(x).copy()
+    monkeypatch.setattr(windows, "FORWARD_BLOCK_BYTES", 9 * 45 * 4 * 2)   # two output rows per block
+    outs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("SCRATCH_NUM_THREADS", workers)
+        windows.reset_peak_patch_bytes()
+        outs[workers] = layer.forward(x).copy()
+        assert 0 < windows.peak_patch_bytes() <= windows.FORWARD_BLOCK_BYTES
+    np.testing.assert_array_equal(outs["1"], outs["2"])
+    # Smaller blocks may round differently from one block, within the reduction's rounding.
+    assert_close(outs["2"], whole, kind="forward", label="Conv2D in 2-row blocks", reduction=45)
