@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Quiet TensorFlow's start-up chatter; parity must hold with oneDNN on or off, reports say which.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test parity weights bench fuzz clean
+.PHONY: install test parity weights bench fuzz zoo clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ parity: $(STAMP)
 
 weights: $(STAMP)
 	$(PY) -m keras_ref.export $(if $(MODELS),--models '$(MODELS)') $(if $(DATA),--data '$(DATA)')
+
+# Every keras.applications model (random weights, offline), per-layer parity from .keras and .h5:
+# reports/zoo.md and reports/zoo.json. MODELS='ResNet*,VGG16' picks some; builds are cached in reports/zoo_models/.
+zoo: $(STAMP)
+	$(PY) -m parity.zoo $(if $(MODELS),--models '$(MODELS)') $(if $(JOBS),--jobs $(JOBS))
 
 bench: $(STAMP)
 	$(PY) -m parity.bench

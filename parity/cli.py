@@ -308,8 +308,8 @@ def _check(args):
     print(cmp.LEGEND)
     print(cmp.overrides_line(result["tolerance_overrides"]))
     status = "PASS" if result["passed"] else "FAIL"
-    print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers within tolerance "
-          f"({elapsed:.1f} s)")
+    print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers and operations within "
+          f"tolerance ({result['compared']} of the graph's {result['graph_nodes']} nodes compared, {elapsed:.1f} s)")
     env = kr.environment()
     if args.junit:
         from .report import write_junit

@@ -73,8 +73,39 @@ def _prod(xs):
     return int(np.prod([int(v) for v in xs])) if xs else 1
 
 
-def own_reduction(class_name, config, input_shape):
-    """Longest sum behind one output element of this layer alone, read from its config."""
+# Keras 3 operation nodes that only move, pick or compare values: no rounding of their own.
+_EXACT_OPS = {"Reshape", "Transpose", "ExpandDims", "Squeeze", "Concatenate", "Stack", "GetItem", "Cast", "Where",
+              "Max", "Min", "Maximum", "Minimum", "Negative", "Absolute", "Abs", "Relu", "Relu6", "Clip",
+              "ZerosLike", "OnesLike", "NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual",
+              "LogicalAnd", "LogicalOr", "LogicalNot", "Any", "All"}
+
+
+def op_reduction(class_name, config, input_shape):
+    """Longest sum behind one output element of a Keras 3 operation node (``x + y``, ``ops.mean``, ...)."""
+    config = config or {}
+    shape = _shape(input_shape)
+    if class_name in ("Mean", "Sum"):
+        axis = config.get("axis")
+        axes = range(len(shape)) if axis is None else [axis] if isinstance(axis, int) else axis
+        return _prod([shape[a] or 1 for a in axes]) if shape else 1
+    if class_name in ("Softmax", "LogSoftmax"):
+        axis = config.get("axis", -1)
+        axes = range(len(shape)) if axis is None else [axis] if isinstance(axis, int) else axis
+        return _prod([shape[a] or 1 for a in axes]) if shape else 1
+    if class_name == "Matmul":
+        return int(shape[-1] or 1) if shape else 1
+    if class_name == "Einsum":
+        ins, _, out = str(config.get("subscripts", "")).partition("->")
+        shapes = input_shape if input_shape and isinstance(input_shape[0], (list, tuple)) else [input_shape]
+        sizes = {c: d for sub, shp in zip(ins.split(","), shapes) for c, d in zip(sub, shp or ())}
+        return _prod([sizes[c] or 1 for c in sizes if c not in out])
+    return 0 if class_name in _EXACT_OPS else 1   # elementwise arithmetic and activations: one rounding
+
+
+def own_reduction(class_name, config, input_shape, op=False):
+    """Longest sum behind one output element of this layer (or operation node, ``op``) alone."""
+    if op:
+        return op_reduction(class_name, config, input_shape)
     config = config or {}
     shape = _shape(input_shape)
     if class_name in _WRAPPERS:
@@ -172,7 +203,7 @@ def effective_reductions(infos):
     """{name: own + max(effective of inbound layers)}, in ``infos`` order (a topological order)."""
     eff = {}
     for info in infos:
-        own = own_reduction(info["class_name"], info.get("config"), info.get("input_shape"))
+        own = own_reduction(info["class_name"], info.get("config"), info.get("input_shape"), op=info.get("op", False))
         inbound = [eff[n] for n in info.get("inbound", []) if n in eff]
         eff[info["name"]] = own + (max(inbound) if inbound else 0)
     return {k: max(1, v) for k, v in eff.items()}
@@ -204,9 +235,13 @@ def _slim(stats):
 
 def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, atol=None, rtol=None,
                    reductions=None):
-    """Compare every layer; returns a JSON-ready dict (see ``summarize`` for the headline).
+    """Compare every node; returns a JSON-ready dict (see ``summarize`` for the headline).
 
-    ``reductions`` overrides the config-derived effective reductions ({name: n}).
+    ``reductions`` overrides the config-derived effective reductions ({name: n}). When ``infos``
+    list each node's trace names (``nodes``, as ``keras_runner.layer_infos`` does), every one of
+    them must be compared: a node the Keras probe or the scratch trace lacks is a failing row, so
+    a check that compared fewer nodes than the graph has never passes. Rows of model outputs are
+    flagged ``model_output``, and an output that was not compared fails the check.
     """
     keras_flat = flatten_outputs(keras_outputs)
     scratch_flat = flatten_outputs(scratch_outputs)
@@ -245,11 +280,26 @@ def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, at
         if t is not None and t.shape == k.shape:
             row["truth"] = error_budget(k, s, t, reduction=red)
         rows.append(row)
+    graph = [n for i in (infos or []) for n in i.get("nodes", [])]
+    outputs = {n for i in (infos or []) for n in i.get("model_outputs", [])}
+    for name in graph:
+        if name not in keras_flat:
+            info = info_by_name.get(_base(name), {})
+            rows.append(dict(name=name, class_name=info.get("class_name", "?"), depth=len(rows), shape=[],
+                             reduction=int(eff.get(_base(name), 1)), status="missing", passed=False,
+                             reason=f"the Keras probe has no output for graph node {name!r}"))
+    for r in rows:
+        r["model_output"] = r["name"] in outputs
+    compared = sum(1 for r in rows if r.get("status") in ("ok", "diverged"))
     extra = [n for n in scratch_flat if n not in keras_flat]
     first = next((r for r in rows if not r["passed"]), None)
     return dict(
         layers=rows,
-        passed=all(r["passed"] for r in rows) and bool(rows),
+        graph_nodes=len(graph) if graph else None,
+        compared=compared,
+        outputs_compared=sorted(r["name"] for r in rows if r["model_output"] and r.get("status") in ("ok", "diverged")),
+        passed=all(r["passed"] for r in rows) and bool(rows) and compared >= len(graph)
+        and all(any(r["name"] == o and r.get("status") in ("ok", "diverged") for r in rows) for o in outputs),
         first_diverging=None if first is None else first["name"],
         first_diverging_reason=None if first is None else _reason(first),
         scratch_only=extra,

@@ -3,7 +3,13 @@
 Keeping these imports in one module lets the CLI reject a bad file with a one-line reason before it
 pays TensorFlow's ~5 s start-up, and keeps the comparison engine importable without TF.
 
-Intermediate outputs follow keras-facts: ``keras.Model(model.inputs, [l.output ...])``. A nested
+Intermediate outputs follow keras-facts: ``keras.Model(model.inputs, [l.output ...])``, over every
+node of the graph: a Keras 3 Functional model's ``operations`` are its layers *and* its operation
+nodes (``x + y``, ``keras.ops.*``, ``keras.activations.relu(x, ...)`` on a tensor, the mask
+operations), in one topological order; ``model.layers`` leaves the operations out, so a model whose
+output is an operation would be probed without its output. ``layer_infos`` lists every node's
+trace names (``nodes``) from the graph's own node lists, and ``parity.compare`` fails a check
+that did not compare each of them. A nested
 model's own layers live in its own graph, so they are probed with a second model run on the nested
 model's actual input (the outer graph's tensors at its call node); their names are qualified
 ``outer/inner``. A layer with several outputs (an RNN with ``return_state``) yields a list.
@@ -179,6 +185,25 @@ def _inbound_names(layer):
     return [l.name for l in as_list(inbound)]
 
 
+def _graph_operations(model):
+    """Every layer and operation of ``model``'s graph, InputLayers excluded, in topological order.
+
+    Keras 3 Functional: ``model.operations`` (layers and operation nodes); Sequential and tf_keras
+    models hold layers only.
+    """
+    ops = getattr(model, "operations", None) if hasattr(model, "_nodes_by_depth") else None
+    ops = model.layers if ops is None else ops
+    return [op for op in ops if type(op).__name__ != "InputLayer"]
+
+
+def _is_operation(op):
+    """A Keras 3 operation node rather than a layer (tf_keras graphs hold layers only)."""
+    if type(op).__module__.startswith("tf_keras"):
+        return False
+    keras, _ = _import()
+    return not isinstance(op, keras.layers.Layer)
+
+
 def _own_nodes(model, layer):
     """The layer's call nodes that belong to ``model``'s graph, in call order (node 0 first)."""
     nodes = list(getattr(layer, "_inbound_nodes", []))
@@ -201,16 +226,40 @@ def _node_inputs(node):
     return as_list(ins if ins is not None else node.inputs)
 
 
-def layer_infos(model, prefix=""):
-    """[{name, class_name, config, input_shape, output_shape, inbound}] in model.layers order.
+def _node_names(model, layer, name):
+    """Trace names of every output of every call of ``layer`` in ``model``'s graph (``name@k``, ``name[t]``)."""
+    out = []
+    for k, node in enumerate(_own_nodes(model, layer)):
+        base = name if k == 0 else f"{name}@{k}"
+        out += [base if t == 0 else f"{base}[{t}]" for t in range(len(_node_outputs(node)))]
+    return out
 
-    A nested model contributes its own layers (qualified names) and then itself.
+
+def output_names(model):
+    """Trace names of the model's outputs (the node and tensor each output comes from)."""
+    names = []
+    for t in as_list(model.outputs):
+        op, node_index, tensor_index = t._keras_history[:3]
+        own = _own_nodes(model, op)
+        node = op._inbound_nodes[node_index]
+        k = next((i for i, n in enumerate(own) if n is node), node_index)
+        base = op.name if k == 0 else f"{op.name}@{k}"
+        names.append(base if tensor_index == 0 else f"{base}[{tensor_index}]")
+    return names
+
+
+def layer_infos(model, prefix=""):
+    """[{name, class_name, op, config, input_shape, output_shape, inbound, nodes, model_outputs}] for every
+    layer and operation of the graph, in topological order.
+
+    ``nodes`` lists the trace names the graph's calls of it produce, ``model_outputs`` those of them
+    that are outputs of the (top-level) model. A nested model contributes its own layers (qualified
+    names) and then itself.
     """
     infos = []
-    for layer in model.layers:
+    outputs = set(output_names(model)) if not prefix else set()
+    for layer in _graph_operations(model):
         cls = type(layer).__name__
-        if cls == "InputLayer":
-            continue
         name = prefix + layer.name
         try:
             in_shape = [_shape_of(t) for t in as_list(layer.input)]
@@ -226,6 +275,9 @@ def layer_infos(model, prefix=""):
             for i in inner:
                 if any(n in entry for n in i["inbound"]) or not i["inbound"]:
                     i["inbound"] = [n for n in i["inbound"] if n not in entry] + outer
+            calls = _node_names(model, layer, name)
+            for i in inner:   # a nested model called twice runs its layers twice: outer@1/inner
+                i["nodes"] = [c + n[len(name):] for c in calls if "[" not in c for n in i["nodes"]]
             infos.extend(inner)
             cfg, inbound = {}, [inner[-1]["name"]] if inner else outer
         else:
@@ -238,8 +290,10 @@ def layer_infos(model, prefix=""):
             out_shape = [_shape_of(t) for t in as_list(layer.output)]
         except Exception:  # noqa: BLE001
             out_shape = None
-        infos.append(dict(name=name, class_name=cls, config=_jsonable(cfg), input_shape=in_shape,
-                          output_shape=out_shape, inbound=inbound))
+        nodes = _node_names(model, layer, name)
+        infos.append(dict(name=name, class_name=cls, op=_is_operation(layer), config=_jsonable(cfg),
+                          input_shape=in_shape, output_shape=out_shape, inbound=inbound, nodes=nodes,
+                          model_outputs=[n for n in nodes if n in outputs]))
     return infos
 
 
@@ -258,9 +312,7 @@ def intermediate_outputs(model, x, *, batch_size=64, prefix=""):
     """
     api = _model_api(model)
     tensors, slots = [], []
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
+    for layer in _graph_operations(model):
         for k, node in enumerate(_own_nodes(model, layer)):
             outs = _node_outputs(node)
             ins = _node_inputs(node) if _is_model(layer) else []

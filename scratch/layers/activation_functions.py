@@ -206,7 +206,8 @@ class ParametricReLU:
     ``x > threshold`` test and the ``max_value`` cap (``ops.cast`` of a Python float goes through
     a float32 tensor), and ``negative_slope`` when Keras takes its ``tf.nn.leaky_relu`` shortcut
     (no max_value, threshold 0). The negative part otherwise uses the exact threshold and slope.
-    Slope at the kinks: 0 at ``x == threshold`` (plus negative_slope strictly below it), 0 at the
+    Slope at the kinks: 0 at ``x == threshold`` (plus negative_slope strictly below it; on the
+    leaky_relu shortcut negative_slope at x == 0, as LeakyReluGrad gives), 0 at the
     cap (relu6 and ``clip`` alike drop the gradient where ``x >= max_value``).
     """
 
@@ -216,7 +217,7 @@ class ParametricReLU:
         self.threshold = float(threshold)
         self._cut = float(np.float32(self.threshold))
         self._cap = None if max_value is None else float(np.float32(self.max_value))
-        leaky = max_value is None and self.threshold == 0.0
+        leaky = self._leaky = max_value is None and self.threshold == 0.0
         self._slope = float(np.float32(self.negative_slope)) if leaky else self.negative_slope
 
     def forward(self, x):
@@ -235,7 +236,10 @@ class ParametricReLU:
             slope &= x < self._cap
         if self.negative_slope == 0.0:
             return np.where(slope, dy, x.dtype.type(0)).astype(x.dtype, copy=False)
-        grad = slope.astype(x.dtype) + self._slope * (x < self.threshold)
+        if self._leaky:   # tf.nn.leaky_relu's grad: alpha at x == 0 itself
+            grad = np.where(x > 0, x.dtype.type(1), x.dtype.type(self._slope))
+        else:
+            grad = slope.astype(x.dtype) + self._slope * (x < self.threshold)
         return (dy * grad).astype(x.dtype, copy=False)
 
 

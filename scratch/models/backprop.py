@@ -38,6 +38,12 @@ def backprop(model, tape, inputs, douts, acc):
         if all(d is None for d in ds):
             continue
         ds = [np.zeros_like(o) if d is None else d for d, o in zip(ds, call.outs)]
+        if getattr(layer, "is_op", False):   # an operation: one gradient per positional arg
+            if getattr(layer, "_last_call", None) is not call:
+                layer.forward(*call.x, **call.kwargs)
+                layer._last_call = call
+            _add_struct(add, node.args, layer.backward(ds[0]))
+            continue
         if call.sub is not None:   # a nested model (tested so, not by class: model.py imports this module)
             dx = backprop(layer, call.sub, as_list(call.x) if len(layer.inputs) > 1 else [call.x], ds, acc)
             dx = dx if len(layer.inputs) > 1 else dx[0]
@@ -67,6 +73,15 @@ def backprop(model, tape, inputs, douts, acc):
         floating = np.issubdtype(dtype, np.floating)
         dxs.append(grad.get(r, np.zeros(np.shape(x), model.dtype)) if floating else None)
     return dxs
+
+
+def _add_struct(add, refs, grads):
+    """Hand each Ref leaf of ``refs`` (an op's args: tensors, lists of tensors, constants) its gradient."""
+    if isinstance(refs, Ref):
+        add(refs, grads)
+    elif isinstance(refs, (list, tuple)) and isinstance(grads, (list, tuple)):
+        for r, g in zip(refs, grads):
+            _add_struct(add, r, g)
 
 
 def _accumulate(acc, layer):

@@ -19,6 +19,8 @@ Nested models: Keras numbers a nested model's nodes from 1 in some places (its o
 
 import heapq
 
+import numpy as np
+
 from ..saving import registry, schema
 from ..layers.base import LayerError
 from ..errors import GraphError, ResourceError, ScratchError, UnsupportedLayerError
@@ -288,13 +290,35 @@ def _is_tensor_spec(v):
 
 def _keras3_struct(value, offset):
     if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
+        kind = value.get("class_name")
+        if kind == "__keras_tensor__":
             hist = value["config"]["keras_history"]
             return Ref(hist[0], hist[1] - offset(hist[0], False), hist[2])
+        if kind in _CONSTANTS:
+            return _CONSTANTS[kind](value.get("config") or {})
+        if isinstance(kind, str) and kind.startswith("__"):
+            raise GraphError(f"a node argument of kind {kind!r} is not supported (known: __keras_tensor__, "
+                             f"{', '.join(sorted(_CONSTANTS))})")
         return {k: _keras3_struct(v, offset) for k, v in value.items()}
     if isinstance(value, list):
         return [_keras3_struct(v, offset) for v in value]
     return value
+
+
+def _array_constant(cfg):
+    dtype = np.dtype(cfg.get("dtype") or "float32")
+    if dtype.kind not in "biuf":   # plain numbers only: nothing an array could smuggle in
+        raise GraphError(f"a constant of dtype {dtype} in a node argument is not supported")
+    return np.asarray(cfg.get("value"), dtype=dtype)
+
+
+# Constants Keras 3 writes inline in a node's args (``x * np.arange(3)``, ``x[:, 1:3]``, ``x[..., None]``).
+_CONSTANTS = {
+    "__numpy__": _array_constant,
+    "__tensor__": _array_constant,
+    "__slice__": lambda cfg: slice(cfg.get("start"), cfg.get("stop"), cfg.get("step")),
+    "__ellipsis__": lambda cfg: Ellipsis,
+}
 
 
 def _io_refs(spec, offset):

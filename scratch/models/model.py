@@ -18,7 +18,9 @@ Running a node follows Keras 3's ``Layer.__call__``:
 Trace names (``Model.trace``): a layer's output is under its Keras name; node k > 0 of a layer
 called several times is ``name@k``; output i > 0 of a layer with several outputs (return_state)
 is ``name[i]``; layers inside a nested model are ``outer/inner`` (``outer@k/inner`` for its node
-k). InputLayers and Keras 3's mask operations are left out, as ``model.layers`` leaves them out.
+k). Operation nodes (scratch/ops.py: ``x + y``, ``keras.ops.*``, Keras 3's mask operations) are
+traced under their own names like layers, though ``model.layers`` leaves them out; InputLayers
+are left out.
 
 The graph's parts (InputLayer, Node, Ref) and the helpers that walk them are in graph.py;
 backprop through a recorded run is in backprop.py.
@@ -80,10 +82,10 @@ class Model(Layer):
             in_shape = resolve(node.args[0], shapes) if node.args else None
             if hasattr(layer, "tensor_call_args"):   # several tensor arguments: all their shapes, in order
                 in_shape = [resolve(a, shapes) for _, a in tensor_arguments(layer, node)]
-            shape_kwargs = shape_call_kwargs(layer, node)
             if getattr(layer, "is_op", False):
-                out = None
+                out = self._op_output_shape(node, shapes)
             else:
+                shape_kwargs = shape_call_kwargs(layer, node)
                 try:
                     if not layer.built:
                         layer.build(in_shape, rng) if not isinstance(layer, Model) else layer.build(in_shape)
@@ -97,6 +99,20 @@ class Model(Layer):
                 shapes[Ref(layer.name, node.index, t)] = None if s is None else tuple(s)
         self._shapes = shapes
         self.built = True
+
+    def _op_output_shape(self, node, shapes):
+        """An operation's output shape: the op run on dummy arrays whose unknown dims are 2, then 3."""
+        refs = node.refs()
+        if any(shapes.get(r) is None for r in refs):
+            return None
+        dummies = [{r: np.ones([fill if d is None else d for d in shapes[r]], self.dtype) for r in refs}
+                   for fill in (2, 3)]
+        try:
+            return node.layer.infer_output_shape(*(resolve(node.args, d) for d in dummies))
+        except (LayerError, ValueError, TypeError, IndexError) as exc:
+            raise GraphError(f"model '{self.name}'{self._where()}: operation '{node.layer.name}' "
+                             f"({node.layer.op_class}) cannot take input shapes "
+                             f"{[shapes[r] for r in refs]}: {exc}") from None
 
     def _where(self):
         return f" in {self.source}" if self.source else ""
@@ -223,13 +239,12 @@ class Model(Layer):
             for t, (o, m) in enumerate(zip(outs, out_masks)):
                 values[Ref(name, node.index, t)] = o
                 masks[Ref(name, node.index, t)] = m
-            if not getattr(node.layer, "is_op", False):
-                for t, o in enumerate(outs):
-                    tname = prefix + trace_name(name, node.index, t)
-                    if collect is not None:
-                        collect.append((tname, o))
-                    if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
-                        values[Ref(name, node.index, t)] = np.asarray(feed[tname])
+            for t, o in enumerate(outs):
+                tname = prefix + trace_name(name, node.index, t)
+                if collect is not None:
+                    collect.append((tname, o))
+                if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
+                    values[Ref(name, node.index, t)] = np.asarray(feed[tname])
             if not keep and tape is None:   # free intermediates nobody reads again (ResNet-sized batches)
                 for ref in node.refs():
                     if self._last_use.get(ref) == i and ref not in wanted and ref not in self.inputs:
@@ -243,6 +258,9 @@ class Model(Layer):
         kwargs.pop("training", None)
         if getattr(layer, "is_op", False):
             out = layer.forward(*args, **kwargs)
+            if tape is not None:
+                tape.append(Call(node, args, kwargs, [out]))
+            layer._last_call = tape[-1] if tape is not None else None
             return [out], [None]
         first_mask = squash(resolve_masks(node.args[0], masks)) if node.args else None
         explicit = kwargs.pop("mask", None)
