@@ -64,15 +64,27 @@ def _common():
 
 DEFAULT_MAX_MEMORY = 2 * 1024 ** 3
 
+EXIT_CODES = """exit codes (check, run, grad, train):
+  0  parity holds
+  1  parity was computed and fails (the tables name the first diverging layer, step or weight)
+  2  bad input: unreadable or unsupported file, bad --inputs or arguments, or an internal error;
+     one line on stderr (--debug adds the traceback)"""
+
 
 def build_parser():
-    parser = _Parser(prog="parity", description="Keras vs scratch NumPy parity checks.")
+    parser = _Parser(prog="parity", description="Keras vs scratch NumPy parity checks.", epilog=EXIT_CODES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"parity {__version__} (scratch engine {__version__})")
     parser.add_argument("--verbose", action="store_true",
                         help="let TensorFlow's own start-up lines (absl, oneDNN, CUDA) through to stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = _common()
-    run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/", parents=[common])
+    run = sub.add_parser("run", help="every model in weights/MANIFEST.json, with reports/", parents=[common],
+                         description="The main job (make parity): every reference model in the MANIFEST, checked per "
+                                     "layer, step by step while decoding captions, and in the task metrics against "
+                                     "the MANIFEST's Keras numbers (the gate). Writes parity.json, parity.md and "
+                                     "index.html to --report. Run it from the project's checkout.",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--weights", default="weights", help="folder holding MANIFEST.json (default: weights)")
     run.add_argument("--report", default="reports", help="output folder (default: reports)")
     run.add_argument("--models", default=None, help="comma-separated fnmatch patterns of model names")
@@ -89,6 +101,9 @@ def build_parser():
     run.set_defaults(func=_run)
 
     check = sub.add_parser("check", help="per-layer parity of one Keras model file (.h5 or .keras)",
+                           description="Runs the same inputs through Keras and the scratch engine and compares every "
+                                       "node of the graph, layers and operations, and the model's outputs.",
+                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
                            parents=[common])
     check.add_argument("model", help="a Keras model file: legacy .h5 or .keras (with --config: the weights)")
     check.add_argument("--config", metavar="JSON",
@@ -151,8 +166,16 @@ def _load_scratch(path, config=None, max_bytes=DEFAULT_MAX_MEMORY):
     for given in [path] + ([config] if config else []):
         if not os.path.exists(given):
             raise BadInput(f"{given}: no such file")
-        if not os.access(given, os.R_OK) or os.path.isdir(given):
+        if os.path.isdir(given):
+            kind = "a TensorFlow SavedModel folder" if os.path.exists(os.path.join(given, "saved_model.pb")) else \
+                "a directory"
+            raise BadInput(f"{given}: is {kind}, not a model file: save the model as one file with "
+                           f"model.save('m.keras') (or 'm.h5') and check that")
+        if not os.access(given, os.R_OK):
             raise BadInput(f"{given}: not a readable file")
+    if config is None and _starts_like_json(path):
+        raise BadInput(f"{path}: looks like model.to_json() architecture text: give it with --config and the "
+                       f"weights file as MODEL (parity check m.weights.h5 --config {os.path.basename(str(path))})")
     try:
         model = scratch.load(path, config=config, max_bytes=max_bytes)
     except scratch.UnsupportedLayerError as exc:
@@ -160,8 +183,19 @@ def _load_scratch(path, config=None, max_bytes=DEFAULT_MAX_MEMORY):
         reasons = "; ".join(dict.fromkeys(r for _, _, r in exc.problems))
         raise BadInput(f"{path}: unsupported layer(s): {layers}: {reasons}") from None
     except scratch.ScratchError as exc:
-        raise BadInput(_one_line(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}")) from None
+        message = f"{exc}" if str(path) in str(exc) else f"{path}: {exc}"
+        message = message.replace("pass its config with config=", "give its architecture with --config arch.json "
+                                                                    "(model.to_json())")
+        raise BadInput(_one_line(message)) from None
     return model
+
+
+def _starts_like_json(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(64).lstrip()[:1] in (b"{", b"[")
+    except OSError:
+        return False
 
 
 def _one_line(text):
@@ -197,6 +231,14 @@ def _check_npz_sizes(path, max_bytes):
 def read_inputs(path, model, samples, max_bytes=DEFAULT_MAX_MEMORY):
     """Arrays from an .npz for each model input (by name, else arr_i in order); exit-2 errors."""
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError as exc:
+        raise BadInput(f"--inputs {path}: cannot read it: {exc.strerror}") from None
+    if head[:2] != b"PK" and head != b"\x93NUMPY":
+        raise BadInput(f"--inputs {path}: not an .npz or .npy file (first bytes {head!r}); save the arrays with "
+                       f"np.savez('inputs.npz', <input name>=array, ...)")
+    try:
         _check_npz_sizes(path, max_bytes)
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.ndarray):   # a plain .npy: one array for a one-input model
@@ -218,6 +260,9 @@ def read_inputs(path, model, samples, max_bytes=DEFAULT_MAX_MEMORY):
         if key is None:
             raise BadInput(f"--inputs {path}: no array for model input '{name}' (expected keys {names} or "
                            f"arr_0..arr_{len(names) - 1}; found {sorted(arrays)})")
+        if key != name and not key.startswith("arr_"):
+            print(f"parity check: note: --inputs {path}: its only array {key!r} feeds model input {name!r} "
+                  f"(name the array {name!r} to make that explicit)", file=sys.stderr)
         x = arrays[key]
         if shape is not None and (x.ndim != len(shape) or any(
                 d is not None and d != s for d, s in zip(shape[1:], x.shape[1:]))):
@@ -325,6 +370,12 @@ def _check(args):
 
 # ---- parity run ---------------------------------------------------------------------------------
 def _run(args):
+    manifest = os.path.join(args.weights, "MANIFEST.json")
+    if not os.path.exists(manifest):
+        if not os.path.isdir(args.weights):
+            raise BadInput(f"no {args.weights}/ folder in the working directory {os.getcwd()}: run `parity run` from "
+                           f"the project's checkout (make parity does), or give --weights DIR")
+        raise BadInput(f"{manifest}: no such file (run `make weights` to train and export the models)")
     require_keras()
     from .suite import run_suite
 

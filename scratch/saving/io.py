@@ -1,6 +1,6 @@
 """Reading Keras model files with h5py and json alone.
 
-Formats (see /work/shared/keras-facts.md and Keras's saving sources):
+Formats (as Keras 3.15 and tf_keras 2.21 write them; their saving sources are the authority):
 
 - **Legacy full model** ``model.save("m.h5")``: the file attribute ``model_config`` holds the JSON
   config; ``model_weights`` lists ``layer_names`` and each layer group lists ``weight_names``
@@ -142,7 +142,8 @@ def _load_keras_zip(path, max_bytes):
             infos[info.filename] = info
         for needed in ("config.json", "model.weights.h5"):
             if needed not in infos:
-                raise ModelFileError(f"{path}: the .keras archive has no {needed} (it has {sorted(infos)[:20]})")
+                raise ModelFileError(f"{path}: a zip archive but not a Keras .keras archive: no {needed} "
+                                     f"(it has {sorted(infos)[:20]})")
         json_cap = min(_MAX_JSON_BYTES, max_bytes)
         cfg = _parse_json(_read_member(zf, infos["config.json"], path, json_cap), f"{path}:config.json")
         meta = {}
