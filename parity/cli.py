@@ -98,6 +98,8 @@ def build_parser():
                      help="caption tokenization: coco's PTB jar (auto when Java exists) or pure Python")
     run.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves the Java start-up)")
     run.add_argument("--no-html", action="store_true", help="write parity.json/md only, no plots")
+    run.add_argument("--no-cache", action="store_true",
+                     help="recompute Keras's reference outputs instead of reading REPORT/.keras-cache")
     run.set_defaults(func=_run)
 
     check = sub.add_parser("check", help="per-layer parity of one Keras model file (.h5 or .keras)",

@@ -263,6 +263,15 @@ CAPTIONER_HEADERS = ["model", "cell", "layers", "inject", "params", "Keras BLEU-
                      "beam identical", "Keras greedy s", "scratch greedy s"]
 
 
+def cache_text(data):
+    """Which models' Keras outputs were read from the cache (parity/keras_cache.py) instead of recomputed."""
+    cached = [n for n, r in data["models"].items() if r.get("keras_source") == "cache"]
+    if not cached:
+        return "Keras outputs: computed in this run."
+    return (f"Keras outputs read from the cache (same file, inputs and stack; --no-cache recomputes) for "
+            f"{len(cached)} of {len(data['models'])} models: {', '.join(cached)}.")
+
+
 def gate_rows(data):
     return [[n, g["metric"], _f4(g["manifest_keras"]), _f4(g["keras_now"]), _f4(g["scratch"]), f"{g['margin']:g}",
              "yes" if g["keras_reproduces_manifest"] else "no", "ok" if g["passed"] else "FAIL"]
@@ -282,7 +291,8 @@ def write_suite_report(folder, data, manifest, assets, *, html=True):
             f"TF {env['tensorflow']}, Keras {env['keras']}, tf_keras {env['tf_keras']}, NumPy {env['numpy']}; "
             f"oneDNN on: {env['onednn_enabled']}; Keras numbers from {env['keras_call']}. "
             f"Evaluation wall time {data['wall_time_s']:.0f} s (plots not included). "
-            f"Gate margins below the MANIFEST's Keras metrics: {margins_text(data['margin'])}.")
+            f"Gate margins below the MANIFEST's Keras metrics: {margins_text(data['margin'])}. "
+            f"{cache_text(data)}")
     cls_rows, cap_rows = classifier_rows(data, manifest), captioner_rows(data, manifest)
     divs = divergence_lines(data)
     md = ["# Keras vs scratch parity", "", f"**{head}**", "", overrides_line(data.get("tolerance_overrides")), "",

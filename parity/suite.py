@@ -14,6 +14,8 @@ For each model, after its files' sha256 and sizes match the MANIFEST:
 """
 
 import fnmatch
+import hashlib
+import json
 import os
 import time
 import traceback
@@ -21,6 +23,7 @@ import traceback
 import numpy as np
 
 from . import compare as cmp
+from .keras_cache import KerasCache, array_fingerprint, file_sha256
 from .manifest import Manifest, ManifestError
 
 # Allowed drop of scratch's metric below the MANIFEST's Keras metric (see the module docstring).
@@ -101,7 +104,47 @@ def per_layer(ctx, source, x):
 
 
 # ---- classifiers ------------------------------------------------------------------------------------
+def classifier_reference(ctx, path, data, trace_x):
+    """Keras's side of a classifier (per-layer outputs, predictions, parameter count, first kernel),
+    from the cache when the same file, inputs and stack were run before. Returns (ref, source)."""
+    parts = dict(kind="classifier-v1", model=file_sha256(path), x=array_fingerprint(data["x"]),
+                 ids=hashlib.sha256(json.dumps([str(i) for i in data["ids"]]).encode()).hexdigest(),
+                 trace=array_fingerprint(trace_x))
+    hit = ctx.cache.get(parts)
+    if hit is not None:
+        arrays, meta = hit
+        outputs = {k[len("out/"):]: v for k, v in arrays.items() if k.startswith("out/")}
+        return dict(meta, outputs={n: outputs[n] for n in meta["output_names"]}, probs=arrays["probs"],
+                    kernel=arrays.get("kernel")), "cache"
+    kr = ctx.kr
+    budget = getattr(ctx.args, "max_memory", None) or _default_budget()
+    kmodel = kr.load_model(path, None, max_bytes=budget)   # the engine's gate clears the file first
+    infos = kr.layer_infos(kmodel)
+    outputs = cmp.flatten_outputs(kr.intermediate_outputs(kmodel, trace_x))
+    t0 = time.perf_counter()
+    probs, ids = _batched(lambda b: kr.call(kmodel, b), data["x"], data["ids"], 256)
+    keras_s = time.perf_counter() - t0
+    kernel = kr.first_conv_kernel(kmodel)
+    meta = dict(infos=infos, ids=[i if isinstance(i, (int, str)) else str(i) for i in ids], keras_s=keras_s,
+                params=int(kr.count_params(kmodel)), output_names=list(outputs))
+    meta = json.loads(json.dumps(meta, default=str))   # a hit reads JSON back: a miss must see the same values
+    arrays = {f"out/{n}": v for n, v in outputs.items()}
+    arrays["probs"] = probs
+    if kernel is not None:
+        arrays["kernel"] = kernel
+    ctx.cache.put(parts, arrays, meta)
+    return dict(meta, outputs=outputs, probs=probs, kernel=kernel), "keras"
+
+
+def _default_budget():
+    import scratch
+
+    return scratch.saving.io.DEFAULT_MAX_BYTES
+
+
 def evaluate_classifier(ctx, entry):
+    import scratch
+
     from .classification import compare_classification
 
     args = ctx.args
@@ -109,21 +152,27 @@ def evaluate_classifier(ctx, entry):
     out = dict(kind="classifier", failures=[])
     entry.check_ids(data, out, full=not args.samples)
     path = entry.model_file()
-    res, kmodel, smodel, infos, red = per_layer(ctx, (path, None), data["x"][: args.trace_samples])
+    trace_x = data["x"][: args.trace_samples]
+    budget = getattr(args, "max_memory", None) or _default_budget()
+    smodel = scratch.load(path, max_bytes=budget)   # the engine reads the file before Keras is asked to
+    ref, out["keras_source"] = classifier_reference(ctx, path, data, trace_x)
+    infos, red = ref["infos"], cmp.effective_reductions(ref["infos"])
+    truth = scratch.load(path, max_bytes=budget).to_dtype("float64").trace(trace_x)
+    res = cmp.compare_layers(ref["outputs"], smodel.trace(trace_x), infos, truth=truth)
     out["per_layer"] = res
-    t0 = time.perf_counter()
-    kprobs, kids = _batched(lambda b: ctx.kr.call(kmodel, b), data["x"], data["ids"], 256)
+    kprobs, kids = ref["probs"], ref["ids"]
     t1 = time.perf_counter()
     sprobs, sids = _batched(lambda b: smodel.predict(b, batch_size=256), data["x"], data["ids"], 256)
     t2 = time.perf_counter()
-    out["timing"] = dict(keras_s=t1 - t0, scratch_s=t2 - t1, samples=len(data["ids"]), keras_call=ctx.kr.KERAS_CALL)
+    out["timing"] = dict(keras_s=ref["keras_s"], scratch_s=t2 - t1, samples=len(data["ids"]),
+                         keras_call=ctx.kr.KERAS_CALL, keras_from_cache=out["keras_source"] == "cache")
     cmp.assert_same_samples(kids, sids, what=f"{entry.name} test split")
     final = infos[-1]["name"] if infos else None
     labels = list(range(kprobs.shape[1]))
     cls = compare_classification(data["y"], kprobs, sprobs, ids=data["ids"], labels=labels,
                                  reduction=red.get(final, 1))
     out["classification"] = cls
-    _record_params(out, ctx.kr.count_params(kmodel), smodel.count_params())
+    _record_params(out, ref["params"], smodel.count_params())
     for other in entry.other_model_files():   # e.g. the .keras copy of an .h5: same predictions
         import scratch
 
@@ -131,7 +180,7 @@ def evaluate_classifier(ctx, entry):
         out.setdefault("copies", {})[os.path.basename(other)] = same
         if not same:
             out["failures"].append(f"{os.path.basename(other)} predicts differently from {os.path.basename(path)}")
-    ctx.assets[entry.name] = dict(kernel=ctx.kr.first_conv_kernel(kmodel))
+    ctx.assets[entry.name] = dict(kernel=ref["kernel"])
     _gate(entry, out, {k: cls["scratch"][k] for k in ("macro_f1", "accuracy")},
           {k: cls["keras"][k] for k in ("macro_f1", "accuracy")})
     if not res["passed"]:
@@ -311,6 +360,7 @@ def run_suite(args):
     ctx = Context(args, manifest)
     ctx.meteor, ctx.meteor_error = meteor
     env = ctx.kr.environment()
+    ctx.cache = KerasCache(os.path.join(args.report, ".keras-cache"), env, enabled=not getattr(args, "no_cache", False))
     results = {}
     for name in names:
         entry = manifest.entry(name)
