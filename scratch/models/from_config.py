@@ -294,7 +294,7 @@ def _keras3_struct(value, offset):
         if kind == "__keras_tensor__":
             hist = value["config"]["keras_history"]
             return Ref(hist[0], hist[1] - offset(hist[0], False), hist[2])
-        if kind in _CONSTANTS:
+        if isinstance(kind, str) and kind in _CONSTANTS:   # a list as class_name must not reach a dict lookup
             return _CONSTANTS[kind](value.get("config") or {})
         if isinstance(kind, str) and kind.startswith("__"):
             raise GraphError(f"a node argument of kind {kind!r} is not supported (known: __keras_tensor__, "

@@ -6,6 +6,8 @@ class name and config. Gradients: float64 centered differences for every op, and
 gradient at the kinks, where the derivative is a convention (ties, bounds, thresholds).
 """
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -206,13 +208,14 @@ def test_op_nodes_in_a_model_match_keras_node_by_node(tmp_path):
     model = randomize(mixed_model())
     x = np.random.default_rng(0).normal(size=(5, 3, 4)).astype("float32")
     ref = check_model(model, x, save_all(model, tmp_path, "mixed", formats=("h5", "keras")), label="mixed")
-    assert {"re_lu", "mean", "concatenate", "matmul", "softmax"} <= set(ref)
+    # Keras's name counters are process-global: 're_lu' is 're_lu_3' after other tests built some.
+    assert {"re_lu", "mean", "concatenate", "matmul", "softmax"} <= {re.sub(r"_\d+$", "", n) for n in ref}
     out = model.outputs[0]._keras_history[0].name
     assert out in ref and out not in [l.name for l in model.layers]
     for fmt in ("keras", "h5"):
         smodel = scratch.load(tmp_path / f"mixed.{fmt}")
         assert smodel.get_layer("dense") is not None
-        assert all(l.name != "re_lu" for l in smodel.layers)   # an operation, not the ReLU layer
+        assert all(type(l).__name__ != "ReLU" for l in smodel.layers)   # an operation, not the ReLU layer
         assert smodel.output_shapes == [(None, 2)]
 
 
