@@ -17,6 +17,7 @@ import tempfile
 import numpy as np
 
 from . import __version__
+from .report import to_json
 
 META = "__meta__"
 
@@ -71,18 +72,9 @@ class KerasCache:
         os.makedirs(self.folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".npz")
         payload = {k: np.asarray(v) for k, v in arrays.items()}
-        payload[META] = np.frombuffer(json.dumps(meta, default=_plain).encode("utf-8"), dtype=np.uint8)
+        payload[META] = np.frombuffer(to_json(meta).encode("utf-8"), dtype=np.uint8)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
         os.chmod(tmp, 0o644)
         os.replace(tmp, self._path(parts))
 
-
-def _plain(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)

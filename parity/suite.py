@@ -24,6 +24,7 @@ import numpy as np
 
 from . import compare as cmp
 from .keras_cache import KerasCache, array_fingerprint, file_sha256
+from .report import to_json
 from .manifest import Manifest, ManifestError
 
 # Allowed drop of scratch's metric below the MANIFEST's Keras metric (see the module docstring).
@@ -127,7 +128,7 @@ def classifier_reference(ctx, path, data, trace_x):
     kernel = kr.first_conv_kernel(kmodel)
     meta = dict(infos=infos, ids=[i if isinstance(i, (int, str)) else str(i) for i in ids], keras_s=keras_s,
                 params=int(kr.count_params(kmodel)), output_names=list(outputs))
-    meta = json.loads(json.dumps(meta, default=str))   # a hit reads JSON back: a miss must see the same values
+    meta = json.loads(to_json(meta))   # a hit reads JSON back: a miss must see the same values
     arrays = {f"out/{n}": v for n, v in outputs.items()}
     arrays["probs"] = probs
     if kernel is not None:
