@@ -5,6 +5,7 @@ float32 and float64, and the float64 gradient check."""
 import warnings
 
 import numpy as np
+from hypothesis import example
 
 from parity.compare import own_reduction
 from parity.tolerance import assert_close, compare
@@ -62,3 +63,12 @@ def check_gradients(make, shape, seed=7):
     errors = check_layer_gradients(layer, rng.normal(size=shape), rng=rng, label=type(layer).__name__)
     assert set(errors) == {"dx0", *layer.active_weight_names()}
     return errors
+
+
+def pinned(pins):
+    """``@example(case=(*pin, i + 1))`` for every pinned case: each edge case with its own seed."""
+    def decorate(test):
+        for i, pin in enumerate(pins):
+            test = example(case=(*pin, i + 1))(test)
+        return test
+    return decorate

@@ -4,12 +4,12 @@ loaded from .keras and legacy .h5."""
 import keras
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scratch.layers.base import LayerError
 from scratch.layers.conv1d import Conv1D
-from tests.scratch.conv_pairs import check_against_keras, check_gradients
+from tests.scratch.conv_pairs import check_against_keras, check_gradients, pinned
 from tests.scratch.test_loader import check_model, randomize, save_all
 
 layers = keras.layers
@@ -59,18 +59,7 @@ PINS = [
 
 @settings(max_examples=12)
 @given(case=cases())
-@example(case=(*PINS[0], 1))
-@example(case=(*PINS[1], 2))
-@example(case=(*PINS[2], 3))
-@example(case=(*PINS[3], 4))
-@example(case=(*PINS[4], 5))
-@example(case=(*PINS[5], 6))
-@example(case=(*PINS[6], 7))
-@example(case=(*PINS[7], 8))
-@example(case=(*PINS[8], 9))
-@example(case=(*PINS[9], 10))
-@example(case=(*PINS[10], 11))
-@example(case=(*PINS[11], 12))
+@pinned(PINS)
 def test_matches_keras_float32_and_float64(case):
     check_against_keras(layers.Conv1D, Conv1D, *case)
 

@@ -3,14 +3,14 @@
 import keras
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity.compare import own_reduction
 from parity.tolerance import assert_close
 from scratch.layers.base import LayerError
 from scratch.layers.conv_transpose import Conv1DTranspose, Conv2DTranspose, transpose_axis
-from tests.scratch.conv_pairs import check_against_keras, check_gradients
+from tests.scratch.conv_pairs import check_against_keras, check_gradients, pinned
 
 ACTIVATIONS = [None, "relu", "tanh"]
 PAIRS = {1: (keras.layers.Conv1DTranspose, Conv1DTranspose), 2: (keras.layers.Conv2DTranspose, Conv2DTranspose)}
@@ -73,20 +73,7 @@ PINS = [
 
 @settings(max_examples=12)
 @given(case=cases())
-@example(case=(*PINS[0], 1))
-@example(case=(*PINS[1], 2))
-@example(case=(*PINS[2], 3))
-@example(case=(*PINS[3], 4))
-@example(case=(*PINS[4], 5))
-@example(case=(*PINS[5], 6))
-@example(case=(*PINS[6], 7))
-@example(case=(*PINS[7], 8))
-@example(case=(*PINS[8], 9))
-@example(case=(*PINS[9], 10))
-@example(case=(*PINS[10], 11))
-@example(case=(*PINS[11], 12))
-@example(case=(*PINS[12], 13))
-@example(case=(*PINS[13], 14))
+@pinned(PINS)
 def test_matches_keras_float32_and_float64(case):
     rank, cfg, shape, seed = case
     # TF's CPU Conv2DBackpropInput has no dilation in float64 (oneDNN runs float32); the float64

@@ -3,14 +3,14 @@
 import keras
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity.compare import own_reduction
 from scratch.layers import depthwise
 from scratch.layers.base import LayerError
 from scratch.layers.depthwise import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
-from tests.scratch.conv_pairs import check_against_keras, check_gradients
+from tests.scratch.conv_pairs import check_against_keras, check_gradients, pinned
 
 ACTIVATIONS = [None, "relu", "tanh"]
 PAIRS = {
@@ -72,20 +72,7 @@ PINS = [
 
 @settings(max_examples=12)
 @given(case=cases())
-@example(case=(*PINS[0], 1))
-@example(case=(*PINS[1], 2))
-@example(case=(*PINS[2], 3))
-@example(case=(*PINS[3], 4))
-@example(case=(*PINS[4], 5))
-@example(case=(*PINS[5], 6))
-@example(case=(*PINS[6], 7))
-@example(case=(*PINS[7], 8))
-@example(case=(*PINS[8], 9))
-@example(case=(*PINS[9], 10))
-@example(case=(*PINS[10], 11))
-@example(case=(*PINS[11], 12))
-@example(case=(*PINS[12], 13))
-@example(case=(*PINS[13], 14))
+@pinned(PINS)
 def test_matches_keras_float32_and_float64(case):
     kind, cfg, shape, seed = case
     check_against_keras(*PAIRS[kind], cfg, shape, seed)
