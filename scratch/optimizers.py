@@ -46,36 +46,35 @@ class LearningRateSchedule:
         return {k: v for k, v in vars(self).items()}
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: their arguments and ``step / decay_steps``."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
+        if decay_steps <= 0:
+            raise OptimizerError(f"Argument `decay_steps` must be > 0. Received: decay_steps={decay_steps}")
+        self.initial_learning_rate, self.decay_steps = initial_learning_rate, decay_steps
+        self.decay_rate, self.staircase, self.name = decay_rate, staircase, name or type(self).__name__
+
+    def _progress(self, step):
+        """``step / decay_steps`` in float32, floored when ``staircase``."""
+        p = np.float32(step) / np.float32(self.decay_steps)
+        return np.floor(p) if self.staircase else p
+
+
+class ExponentialDecay(_StepDecay):
     """``lr0 * decay_rate ** (step / decay_steps)`` (the exponent floored when ``staircase``)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
-        if decay_steps <= 0:
-            raise OptimizerError(f"Argument `decay_steps` must be > 0. Received: decay_steps={decay_steps}")
-        self.initial_learning_rate, self.decay_steps = initial_learning_rate, decay_steps
-        self.decay_rate, self.staircase, self.name = decay_rate, staircase, name
-
     def __call__(self, step):
         f = np.float32
-        p = f(step) / f(self.decay_steps)
-        p = np.floor(p) if self.staircase else p
-        return f(self.initial_learning_rate) * np.power(f(self.decay_rate), p)
+        return f(self.initial_learning_rate) * np.power(f(self.decay_rate), self._progress(step))
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """``lr0 / (1 + decay_rate * step / decay_steps)`` (the ratio floored when ``staircase``)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
-        if decay_steps <= 0:
-            raise OptimizerError(f"Argument `decay_steps` must be > 0. Received: decay_steps={decay_steps}")
-        self.initial_learning_rate, self.decay_steps = initial_learning_rate, decay_steps
-        self.decay_rate, self.staircase, self.name = decay_rate, staircase, name
-
     def __call__(self, step):
         f = np.float32
-        p = f(step) / f(self.decay_steps)
-        p = np.floor(p) if self.staircase else p
-        return f(self.initial_learning_rate) / (f(1) + f(self.decay_rate) * p)
+        return f(self.initial_learning_rate) / (f(1) + f(self.decay_rate) * self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
