@@ -100,6 +100,10 @@ def build_parser():
     run.add_argument("--no-html", action="store_true", help="write parity.json/md only, no plots")
     run.add_argument("--no-cache", action="store_true",
                      help="recompute Keras's reference outputs instead of reading REPORT/.keras-cache")
+    run.add_argument("--no-training", action="store_true",
+                     help="skip the per-model gradient and training-parity sections (they are gated when run)")
+    run.add_argument("--train-steps", type=int, default=None, metavar="N",
+                     help="training-parity steps per model (default: parity.suite_training.STEPS = 10)")
     run.set_defaults(func=_run)
 
     check = sub.add_parser("check", help="per-layer parity of one Keras model file (.h5 or .keras)",
@@ -378,6 +382,8 @@ def _run(args):
             raise BadInput(f"no {args.weights}/ folder in the working directory {os.getcwd()}: run `parity run` from "
                            f"the project's checkout (make parity does), or give --weights DIR")
         raise BadInput(f"{manifest}: no such file (run `make weights` to train and export the models)")
+    if args.train_steps is not None and args.train_steps < 1:
+        raise BadInput(f"--train-steps must be >= 1. Received: {args.train_steps}")
     require_keras()
     from .suite import run_suite
 

@@ -26,6 +26,7 @@ from . import compare as cmp
 from .keras_cache import KerasCache, array_fingerprint, file_sha256
 from .report import to_json
 from .manifest import Manifest, ManifestError
+from .suite_training import add_training_sections
 
 # Allowed drop of scratch's metric below the MANIFEST's Keras metric (see the module docstring).
 MARGIN = {"macro_f1": 0.01, "accuracy": 0.01, "bleu4": 0.01}
@@ -373,6 +374,7 @@ def run_suite(args):
             try:
                 fn = evaluate_captioner if entry.kind == "captioner" else evaluate_classifier
                 results[name] = fn(ctx, entry)
+                add_training_sections(ctx, entry, results[name])   # gradient + training parity (gated)
             except cmp.SampleOrderError as exc:
                 results[name] = dict(kind=entry.kind, failures=[f"sample order guard: {exc}"])
             except scratch.ScratchError as exc:   # a file the engine refuses: no parity computed for it
@@ -396,7 +398,9 @@ def run_suite(args):
     wall = time.perf_counter() - t_start
     data = dict(environment=env, manifest=manifest.path, margin=MARGIN, wall_time_s=wall,
                 meteor=dict(self_check_exact_match=meteor_check, error=meteor[1]),
-                options=dict(samples=args.samples, trace_samples=args.trace_samples, beam_width=args.beam_width),
+                options=dict(samples=args.samples, trace_samples=args.trace_samples, beam_width=args.beam_width,
+                             training=not getattr(args, "no_training", False),
+                             train_steps=getattr(args, "train_steps", None)),
                 models=results, passed=all(r["passed"] for r in results.values())
                 and meteor_check in (None, 1.0))
     write_suite_report(args.report, data, manifest, ctx.assets, html=not args.no_html)

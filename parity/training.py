@@ -56,6 +56,10 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
 
     zero_dropout(kmodel, smodel)
     kmodel.compile(optimizer=keras_optimizer(kmodel, optimizer, optimizer_config), loss=keras_loss(kmodel, loss))
+    # Create the optimizer's slots now, as Keras 3's train_on_batch does itself: tf_keras would create
+    # them inside its first traced step and then trace the whole step a second time (the traces are
+    # most of the cost of a short run; the slots start at zero either way).
+    kmodel.optimizer.build(kmodel.trainable_variables)
     trainer = Trainer(smodel).compile(loss, sopt.get(optimizer, **optimizer_config))
     t_trainer = None
     if truth is not None:

@@ -1,0 +1,161 @@
+"""``parity run``'s backward checks, per model: gradient parity and N-step training parity.
+
+Both run on the model's own training file (a classifier's ``.h5``, a captioner's teacher-forced
+training model) with what ``parity grad`` and ``parity train`` run (``parity.gradients`` and
+``parity.training``), and both enter the gate: a model whose backward or update rule diverges from
+Keras FAILS ``make parity``, and its failure names the first diverging weight or the first failing
+step. A broken backward is a broken engine, even when predictions still match.
+
+- **Data**: the first samples of the test split the suite already loaded (no metric is derived from
+  training on them; they are real inputs, so pooling ties and ReLU kinks occur as in use). Targets
+  are the true labels; a captioner is teacher-forced on each image's first reference caption as it
+  was trained (``keras_ref.train``): inputs ``<start> w..``, targets ``w.. <end>``, sample weight
+  ``target != <pad>``, loss sparse cross-entropy from logits.
+- **Loss and optimizer**: the MANIFEST's training setup (the committed files carry no training
+  config): sparse categorical cross-entropy, from logits unless the output layer ends in softmax
+  (the rule of ``parity grad``), and the recorded optimizer and learning rate (Adam, 1e-3 if none).
+- **Size**: a gradient batch of ``GRAD_SAMPLES`` and ``STEPS`` training steps of ``BATCH``. Almost
+  all of the cost is Keras tracing its gradient and its train step once per model; more steps cost
+  little, but the drift budget grows linearly with the step count, so ten steps already show an
+  update rule that is off (a swapped bias correction fails at step 1) while staying well inside
+  issue 11's time budget. ``parity train --steps 50`` runs the long version.
+- **Truth**: scratch in float64 runs beside both (cheap at these sizes); the training section uses it
+  to attribute drift beyond the budget to rounding (``parity.training``).
+"""
+
+import time
+
+import numpy as np
+
+GRAD_SAMPLES = 8     # samples in the gradient batch
+STEPS = 10           # training steps (--train-steps overrides)
+BATCH = 8            # samples per training step
+
+
+def add_training_sections(ctx, entry, out):
+    """Add ``out['gradients']`` and ``out['training']`` and append their failures to ``out['failures']``."""
+    args = ctx.args
+    if getattr(args, "no_training", False):
+        out["gradients"] = out["training"] = dict(skipped="--no-training")
+        return
+    steps = getattr(args, "train_steps", None) or STEPS
+    try:
+        setup = _setup(ctx, entry, GRAD_SAMPLES + steps * BATCH)
+    except Exception as exc:  # noqa: BLE001 - a model the sections cannot set up fails them, by name
+        for part in ("gradients", "training"):
+            out[part] = dict(error=f"{type(exc).__name__}: {exc}", passed=False)
+        out["failures"].append(f"gradient and training parity: cannot set up: {type(exc).__name__}: {exc}")
+        return
+    out["gradients"] = _section("gradient parity", out, lambda: _gradients(ctx, setup))
+    out["training"] = _section("training parity", out, lambda: _training(ctx, setup, steps))
+
+
+def _section(label, out, run):
+    t0 = time.perf_counter()
+    try:
+        res = run()
+    except Exception as exc:  # noqa: BLE001 - scratch failing to differentiate or train is a failure
+        res = dict(error=f"{type(exc).__name__}: {' '.join(str(exc).split())}", passed=False)
+        out["failures"].append(f"{label}: {res['error']}")
+    else:
+        reason = failure_reason(label, res)
+        if reason:
+            out["failures"].append(reason)
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+def failure_reason(label, res):
+    """The gate's one line for a failing section (None when it passes)."""
+    if res.get("passed"):
+        return None
+    if label == "gradient parity":
+        row = next(r for r in res["rows"] if r["weight"] == res["first_diverging"])
+        what = row.get("note") or f"max abs err {row['max_abs']:.3e} > tolerance {row['atol']:.3e}"
+        bad = sum(not r["passed"] for r in res["rows"])
+        return (f"gradient parity: first diverging weight {res['first_diverging']}: {what} "
+                f"({bad}/{len(res['rows'])} weight gradients fail)")
+    row = res["steps"][res["first_failing_step"] - 1]
+    what = (f"weight {row['worst_weight']} differs by {row['weight_diff']:.3e} > budget {row['weight_budget']:.3e}"
+            if row["weight_diff"] > row["weight_budget"] else
+            f"loss {row['loss_scratch']:.7g} vs Keras {row['loss_keras']:.7g} (budget {row['loss_budget']:.2e})")
+    return f"training parity ({res['optimizer']}): first failing step {res['first_failing_step']}: {what}"
+
+
+# ---- set-up -------------------------------------------------------------------------------------
+def _setup(ctx, entry, n):
+    """The file, loss, optimizer and data (inputs, targets, sample weights) of one model's sections."""
+    from scratch import losses as L
+    from scratch import optimizers as O
+
+    path = entry.model_file() if entry.kind == "classifier" else entry.source("train")[0]
+    data = ctx.dataset(entry.dataset)
+    if entry.kind == "captioner":
+        from keras_ref.vocab import Vocabulary
+
+        vocab = entry.vocab()
+        inputs, targets = Vocabulary(vocab["itos"], vocab["max_len"]).encode_batch(
+            [refs[0] for refs in data["tokens"][:n]])
+        xs, y, sw = [data["x"][:n], inputs], targets, (targets != vocab["pad"]).astype(np.float32)
+    else:
+        xs, y, sw = [data["x"][:n]], np.asarray(data["y"][:n]), None
+    smodel = _scratch(ctx, path)
+    out_layer = smodel._all_layers[smodel.outputs[0][0]]
+    softmax = getattr(getattr(out_layer, "activation", None), "name", None) == "softmax"
+    hp = entry.raw.get("hyper_parameters", {})
+    name = {k.lower(): k for k in O.OPTIMIZERS}.get(str(hp.get("optimizer", "adam")).lower(), "Adam")
+    config = dict(learning_rate=float(hp.get("learning_rate") or 1e-3))
+    return dict(path=path, xs=xs, y=y, sw=sw, loss=L.SparseCategoricalCrossentropy(from_logits=not softmax),
+                optimizer=name, config=config)
+
+
+def _scratch(ctx, path, dtype=None):
+    import scratch
+
+    budget = getattr(ctx.args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
+    model = scratch.load(path, max_bytes=budget)
+    return model.to_dtype(dtype) if dtype else model
+
+
+def _keras(ctx, path):
+    import scratch
+
+    budget = getattr(ctx.args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
+    return ctx.kr.load_model(path, None, max_bytes=budget)
+
+
+def _take(setup, start, count):
+    """``count`` samples from ``start``, wrapping around a split shorter than the sections need."""
+    idx = (start + np.arange(count)) % len(setup["y"])
+    sw = setup["sw"]
+    return [x[idx] for x in setup["xs"]], setup["y"][idx], None if sw is None else sw[idx]
+
+
+# ---- the sections -------------------------------------------------------------------------------
+def _gradients(ctx, setup):
+    from .gradients import compare_gradients
+
+    xs, y, sw = _take(setup, 0, GRAD_SAMPLES)
+    res = compare_gradients(_keras(ctx, setup["path"]), _scratch(ctx, setup["path"]), xs, y, setup["loss"], sw,
+                            training=True, truth=_scratch(ctx, setup["path"], "float64"))
+    for row in res["rows"]:
+        if row.get("max_abs") is not None and row.get("atol"):
+            row["err_over_tol"] = row["max_abs"] / row["atol"]
+    return dict(res, samples=len(xs[0]), loss=_describe(setup["loss"]), mode="training=True, dropout rate 0")
+
+
+def _training(ctx, setup, steps):
+    from .training import training_parity
+
+    # Fresh models on both sides: the gradient section ran Keras in training mode, which moved its
+    # BatchNormalization statistics, and both runs must start from the file's weights.
+    batches = [_take(setup, GRAD_SAMPLES + k * BATCH, BATCH) for k in range(steps)]
+    res = training_parity(_keras(ctx, setup["path"]), _scratch(ctx, setup["path"]), batches, setup["loss"],
+                          setup["optimizer"], setup["config"], truth=_scratch(ctx, setup["path"], "float64"))
+    return dict(res, optimizer=setup["optimizer"], optimizer_config=setup["config"], batch_size=BATCH,
+                loss=_describe(setup["loss"]))
+
+
+def _describe(loss):
+    cfg = loss.get_config()
+    return f"{type(loss).__name__}(from_logits={cfg.get('from_logits')})"
