@@ -188,3 +188,56 @@ def plot_caption_grid(path, images, rows, title):
     fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.45 / height, bottom=1.0 / height, wspace=0.08, hspace=0.45)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_training_parity(path, result, title):
+    """Training parity of one model: both sides' loss per step on one axis (and the float64 scratch
+    run), and the weight difference per step against the drift budget (``training_budget``)."""
+    steps = result["steps"]
+    x = [r["step"] for r in steps]
+    plt = _plt()
+    fig, (ax_loss, ax_w) = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax_loss.plot(x, [r["loss_keras"] for r in steps], marker="o", ms=4, linewidth=1.2, label="Keras train_on_batch")
+    ax_loss.plot(x, [r["loss_scratch"] for r in steps], marker="x", ms=5, linewidth=1, linestyle="--",
+                 label="scratch trainer (float32)")
+    if all(r.get("loss_truth") is not None for r in steps):
+        ax_loss.plot(x, [r["loss_truth"] for r in steps], linewidth=1, linestyle=":", color="#555",
+                     label="scratch float64 (truth)")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("batch loss (before the step's update)")
+    ax_loss.set_title("loss per step", fontsize=9)
+    ax_loss.grid(True, alpha=0.3)
+    ax_loss.legend(fontsize=7)
+    ax_w.plot(x, [r["weight_diff"] for r in steps], marker="o", ms=4, linewidth=1.2,
+              label="max |w scratch - w Keras| (worst weight)")
+    ax_w.plot(x, [r["weight_budget"] for r in steps], color="#b00", linestyle="--", linewidth=1,
+              label="drift budget of that weight (grows with step)")
+    if "scratch_vs_truth" in steps[0]:
+        ax_w.plot(x, [r["scratch_vs_truth"] for r in steps], linewidth=1, linestyle=":", label="scratch vs float64")
+        ax_w.plot(x, [r["keras_vs_truth"] for r in steps], linewidth=1, linestyle="-.", label="Keras vs float64")
+    rounding = [r for r in steps if not r["within_budget"] and r["attributed_to_rounding"]]
+    if rounding:
+        ax_w.plot([r["step"] for r in rounding], [r["weight_diff"] for r in rounding], "s", mfc="none", color="#d80",
+                  ms=8, label="beyond budget, attributed to rounding (f64)")
+    failed = [r for r in steps if not r["passed"]]
+    if failed:
+        ax_w.plot([r["step"] for r in failed], [r["weight_diff"] for r in failed], "x", color="#b00", ms=9, mew=2,
+                  label="failing step")
+    shown = [v for line in ax_w.lines for v in line.get_ydata()]
+    if min(shown) > 0:   # log scale from a decade under the smallest value plotted
+        ax_w.set_yscale("log")
+        ax_w.set_ylim(min(shown) / 10, max(shown) * 10)
+    else:                # a bit-identical step: symlog, so that an exact 0 shows as 0
+        ax_w.set_yscale("symlog", linthresh=max(1e-12, min((v for v in shown if v > 0), default=1e-9)))
+        ax_w.set_ylim(0, max(shown) * 10 or 1.0)
+    ax_w.set_xlabel("step")
+    ax_w.set_ylabel("max abs weight difference")
+    ax_w.set_title("weight divergence vs drift budget", fontsize=9)
+    ax_w.grid(True, which="major", alpha=0.3)
+    ax_w.legend(fontsize=6, loc="best")
+    for ax in (ax_loss, ax_w):
+        ax.set_xticks(x)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -15,6 +15,7 @@ import numpy as np
 from .compare import LEGEND, overrides_line
 from .plots import plot_error_budget, plot_error_vs_depth
 from .suite_page import divergence_lines, layer_parts, margins_text, write_index
+from .training_report import md_lines as training_md_lines, verdict as section_verdict
 
 
 # ---- files --------------------------------------------------------------------------------------
@@ -188,12 +189,14 @@ def summary_rows(data):
         wl, wa, we, ok, total = _worst(r)
         t = r.get("timing", {})
         rows.append([name, r.get("kind", "?"), f"{ok}/{total}", wl, _e(wa), _f(we), _first_div(r), _truth_counts(r), label,
-                     _f4(k), _f4(s), _f(t.get("keras_s")), _f(t.get("scratch_s")), "PASS" if r["passed"] else "FAIL"])
+                     _f4(k), _f4(s), _f(t.get("keras_s")), _f(t.get("scratch_s")), section_verdict(r.get("gradients")),
+                     section_verdict(r.get("training")), "PASS" if r["passed"] else "FAIL"])
     return rows
 
 
 SUMMARY_HEADERS = ["model", "kind", "layers ok", "worst layer", "max abs", "eps units", "first diverging",
-                   "further from f64 truth: Keras/scratch/tie", "metric", "Keras", "scratch", "Keras s", "scratch s", "status"]
+                   "further from f64 truth: Keras/scratch/tie", "metric", "Keras", "scratch", "Keras s", "scratch s",
+                   "gradients", "training", "status"]
 
 
 def _f4(x):
@@ -202,7 +205,7 @@ def _f4(x):
 
 def print_summary(data):
     rows = summary_rows(data)
-    cols = [0, 2, 3, 5, 8, 9, 10, 11, 12, 13]
+    cols = [0, 2, 3, 5, 8, 9, 10, 11, 12, 13, 14, 15]
     heads = [SUMMARY_HEADERS[c] for c in cols]
     table = [[str(r[c]) for c in cols] for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
@@ -301,6 +304,7 @@ def write_suite_report(folder, data, manifest, assets, *, html=True):
           "## CNN grid + LocallyConnected2D twin", "", md_table(CLASSIFIER_HEADERS, cls_rows), "", "## Captioners", "",
           md_table(CAPTIONER_HEADERS, cap_rows), "", "## Divergences (near-ties)", ""] + ([f"- {l}" for l in divs]
                                                                                           or ["none"])
+    md += training_md_lines(data, md_table)
     fails = [f"- {n}: {f}" for n, r in data["models"].items() for f in r["failures"]]
     md += ["", "## Failures", ""] + (fails or ["none"])
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")

@@ -153,6 +153,9 @@ def write_index(folder, data, manifest, assets, *, head, tables, table_html, lay
         if hs:
             plot_history(os.path.join(img, f"history_{kind}.png"), hs, f"Training curves: {kind}s (MANIFEST history)")
             parts.append(_fold(f"Training curves ({kind}s)", _img(f"history_{kind}.png", f"{kind} history")))
+    from .training_report import html_parts as training_parts
+
+    parts += training_parts(folder, data, table_html, _fold)
     parts += bench_section(os.path.join(folder, "bench.json"), table_html)
     tables_ = []
     for n in order:
