@@ -48,6 +48,13 @@ def _sections(data):
     return {n: r for n, r in data["models"].items() if r.get("gradients") or r.get("training")}
 
 
+SKIPPED = "Gradient and training parity: skipped (--no-training); make parity runs them."
+
+
+def _all_skipped(sections):
+    return all("skipped" in (r.get("gradients") or {}) for r in sections.values())
+
+
 def overview_rows(data):
     rows = []
     for name, r in _sections(data).items():
@@ -109,6 +116,8 @@ def md_lines(data, md_table):
     sections = _sections(data)
     if not sections:
         return []
+    if _all_skipped(sections):
+        return ["", "## Gradient and training parity", "", SKIPPED]
     out = ["", "## Gradient and training parity", "", EXPLAIN, "", md_table(OVERVIEW_HEADERS, overview_rows(data))]
     for name, r in sections.items():
         g, t = r.get("gradients") or {}, r.get("training") or {}
@@ -129,6 +138,8 @@ def html_parts(folder, data, table_html, fold):
     sections = _sections(data)
     if not sections:
         return []
+    if _all_skipped(sections):
+        return [f"<h2 id='training'>Gradient and training parity</h2><p>{html.escape(SKIPPED)}</p>"]
     rows = overview_rows(data)
     parts = ["<h2 id='training'>Gradient and training parity (per model)</h2>", f"<p>{html.escape(EXPLAIN)}</p>",
              table_html(OVERVIEW_HEADERS, rows, ["ok" if r[1] in ("PASS", "skipped") and r[5] in ("PASS", "skipped")

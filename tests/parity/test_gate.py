@@ -41,7 +41,8 @@ def gate(manifest, tmp_path_factory):
 
     report = tmp_path_factory.mktemp("gate")
     args = build_parser().parse_args(["run", "--weights", str(WEIGHTS), "--report", str(report), "--trace-samples",
-                                      "8", "--beam-samples", "60", "--no-html", "--tokenizer", "simple"])
+                                      "8", "--beam-samples", "60", "--no-html", "--tokenizer", "simple",
+                                      "--no-training"])   # gradients + training: tests/parity/test_suite_training.py
     rc = run_suite(args)
     return rc, json.loads((report / "parity.json").read_text()), report
 
@@ -162,7 +163,7 @@ def test_a_tampered_manifest_fails_the_run(manifest, tmp_path):
             (folder / name).symlink_to(WEIGHTS / name)
     (folder / "MANIFEST.json").write_text(json.dumps(raw))
     args = build_parser().parse_args(["run", "--weights", str(folder), "--report", str(tmp_path / "rep"),
-                                      "--trace-samples", "4", "--no-html", "--no-meteor"])
+                                      "--trace-samples", "4", "--no-html", "--no-meteor", "--no-training"])
     assert run_suite(args) == 1
     data = json.loads((tmp_path / "rep" / "parity.json").read_text())
     assert "test split ids_sha256" in data["models"][shuffled]["failures"][0]

@@ -13,7 +13,7 @@ WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 def _run(report, *extra):
     args = build_parser().parse_args(["run", "--weights", str(WEIGHTS), "--report", str(report), "--models",
                                       "cnn_b2_f16_k3_max", "--samples", "40", "--trace-samples", "4", "--no-html",
-                                      "--no-meteor", *extra])
+                                      "--no-meteor", "--no-training", *extra])
     rc = run_suite(args)
     return rc, json.loads((report / "parity.json").read_text())["models"]["cnn_b2_f16_k3_max"]
 
