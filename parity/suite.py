@@ -8,6 +8,9 @@ For each model, after its files' sha256 and sizes match the MANIFEST:
   accuracy and confusion matrices;
 - **captioners**: the encoder and step models per layer, then greedy and beam-search decoding on
   both sides compared step by step, and coco metrics for both caption sets;
+- **backward** (``parity.suite_training``): the loss gradient of every weight against tf.GradientTape
+  and a few steps of Keras ``train_on_batch`` against the scratch trainer; a failure of either fails
+  the model (``--no-training`` skips both);
 - **gate**: scratch's metric is not below the MANIFEST's recorded Keras metric minus ``MARGIN``.
   The margin allows a couple of near-tie flips on the few-hundred-sample test splits (one flipped
   sample moves accuracy by ~0.003 and BLEU-4 by less); a broken layer costs far more.
