@@ -14,11 +14,12 @@ step. A broken backward is a broken engine, even when predictions still match.
 - **Loss and optimizer**: the MANIFEST's training setup (the committed files carry no training
   config): sparse categorical cross-entropy, from logits unless the output layer ends in softmax
   (the rule of ``parity grad``), and the recorded optimizer and learning rate (Adam, 1e-3 if none).
-- **Size**: a gradient batch of ``GRAD_SAMPLES`` and ``STEPS`` training steps of ``BATCH``. Almost
-  all of the cost is Keras tracing its gradient and its train step once per model; more steps cost
-  little, but the drift budget grows linearly with the step count, so ten steps already show an
-  update rule that is off (a swapped bias correction fails at step 1) while staying well inside
-  issue 11's time budget. ``parity train --steps 50`` runs the long version.
+- **Size**: a gradient batch of ``GRAD_SAMPLES`` and ``STEPS`` training steps of ``BATCH``, kept small
+  because ``make parity`` runs them for every model (issue 11 bounds the job): the cost is Keras
+  tracing its gradient and its train step once per model, plus scratch's float32 and float64
+  backward passes per step, which grow with steps x batch. A wrong update rule shows at once (a
+  swapped Adam bias correction fails step 1) and a wrong gradient fails the gradient table whatever
+  the step count; ``parity train --steps 50`` runs the long version of one model.
 - **Truth**: scratch in float64 runs beside both (cheap at these sizes); the training section uses it
   to attribute drift beyond the budget to rounding (``parity.training``).
 """
@@ -27,9 +28,9 @@ import time
 
 import numpy as np
 
-GRAD_SAMPLES = 8     # samples in the gradient batch
-STEPS = 10           # training steps (--train-steps overrides)
-BATCH = 8            # samples per training step
+GRAD_SAMPLES = 4     # samples in the gradient batch
+STEPS = 5            # training steps (--train-steps overrides)
+BATCH = 4            # samples per training step
 
 
 def add_training_sections(ctx, entry, out):
@@ -99,14 +100,15 @@ def _setup(ctx, entry, n):
         xs, y, sw = [data["x"][:n], inputs], targets, (targets != vocab["pad"]).astype(np.float32)
     else:
         xs, y, sw = [data["x"][:n]], np.asarray(data["y"][:n]), None
-    smodel = _scratch(ctx, path)
+    smodel = _scratch(ctx, path)   # one model per side for both sections (restored in between)
     out_layer = smodel._all_layers[smodel.outputs[0][0]]
     softmax = getattr(getattr(out_layer, "activation", None), "name", None) == "softmax"
     hp = entry.raw.get("hyper_parameters", {})
     name = {k.lower(): k for k in O.OPTIMIZERS}.get(str(hp.get("optimizer", "adam")).lower(), "Adam")
     config = dict(learning_rate=float(hp.get("learning_rate") or 1e-3))
     return dict(path=path, xs=xs, y=y, sw=sw, loss=L.SparseCategoricalCrossentropy(from_logits=not softmax),
-                optimizer=name, config=config)
+                optimizer=name, config=config, scratch=smodel, truth=_scratch(ctx, path, "float64"),
+                keras=_keras(ctx, path))
 
 
 def _scratch(ctx, path, dtype=None):
@@ -136,8 +138,15 @@ def _gradients(ctx, setup):
     from .gradients import compare_gradients
 
     xs, y, sw = _take(setup, 0, GRAD_SAMPLES)
-    res = compare_gradients(_keras(ctx, setup["path"]), _scratch(ctx, setup["path"]), xs, y, setup["loss"], sw,
-                            training=True, truth=_scratch(ctx, setup["path"], "float64"))
+    kmodel = setup["keras"]
+    # Keras in training mode moves BatchNormalization's statistics (scratch restores its own, keep_state):
+    # put the file's values back so that the training section starts from the file's weights.
+    saved = kmodel.get_weights()
+    try:
+        res = compare_gradients(kmodel, setup["scratch"], xs, y, setup["loss"], sw, training=True,
+                                truth=setup["truth"])
+    finally:
+        kmodel.set_weights(saved)
     for row in res["rows"]:
         if row.get("max_abs") is not None and row.get("atol"):
             row["err_over_tol"] = row["max_abs"] / row["atol"]
@@ -147,11 +156,9 @@ def _gradients(ctx, setup):
 def _training(ctx, setup, steps):
     from .training import training_parity
 
-    # Fresh models on both sides: the gradient section ran Keras in training mode, which moved its
-    # BatchNormalization statistics, and both runs must start from the file's weights.
     batches = [_take(setup, GRAD_SAMPLES + k * BATCH, BATCH) for k in range(steps)]
-    res = training_parity(_keras(ctx, setup["path"]), _scratch(ctx, setup["path"]), batches, setup["loss"],
-                          setup["optimizer"], setup["config"], truth=_scratch(ctx, setup["path"], "float64"))
+    res = training_parity(setup["keras"], setup["scratch"], batches, setup["loss"], setup["optimizer"],
+                          setup["config"], truth=setup["truth"])
     return dict(res, optimizer=setup["optimizer"], optimizer_config=setup["config"], batch_size=BATCH,
                 loss=_describe(setup["loss"]))
 
