@@ -12,13 +12,6 @@ module is the Keras side and never imports scratch:
   would make those layers identities or near-zeros and hide their bugs. Every constant float weight
   is redrawn with a fixed seed: scales and variances from U(0.5, 1.5) (so variances stay positive),
   everything else from N(0, 0.1). Kernels keep their seeded random initialization;
-- ``calibrate_batchnorm`` (the EfficientNetV2 family, ``CALIBRATED``): BatchNormalization's moving
-  statistics set to the statistics of its input on the photos and 30 noise images, as training
-  leaves them. With random statistics, EfficientNetV2's activations grow with depth (to 2e4 in
-  V2M) and its squeeze-excite gates amplify rounding until the build is chaotic: Keras float32's
-  predictions differ from Keras float64's by 1.0 (V2M), and Keras on an input moved by one ulp
-  misses Keras by 1e4 times the rule. No implementation can be compared end to end on such a
-  build; calibrated, V2M's activations stay below 25;
 - ``sample_inputs``: scikit-learn's two photos (china.jpg, flower.jpg), resized to ``size`` and run
   through the family's own ``preprocess_input``;
 - ``save``: the model as ``.keras`` and as legacy ``.h5``.
@@ -34,8 +27,6 @@ import numpy as np  # noqa: E402
 DEFAULT_SIZE = 32
 MIN_SIZE = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75}
 SEED = 0
-# Families built with calibrated BatchNormalization statistics (calibrate_batchnorm; module docstring).
-CALIBRATED = ("EfficientNetV2",)
 # Weight names whose constant initial value is a scale or a variance: redrawn positive.
 _POSITIVE = ("variance", "gamma", "scale")
 
@@ -54,11 +45,6 @@ def names():
 
 def min_size(name):
     return MIN_SIZE.get(name, DEFAULT_SIZE)
-
-
-def calibrated(name, builder=None):
-    """Whether ``build`` calibrates ``name``'s BatchNormalization statistics (the named models only)."""
-    return builder is None and name.startswith(CALIBRATED)
 
 
 # Reduced members of some families for the bounded test subset (tests/parity/test_zoo.py): the
@@ -120,8 +106,6 @@ def build(app, size=None, seed=SEED, builder=None, **kwargs):
     keras.utils.set_random_seed(seed)
     model = _builder(app, builder)(weights=None, input_shape=(size, size, 3), **kwargs)
     randomize(model, np.random.default_rng(seed))
-    if calibrated(app, builder):
-        calibrate_batchnorm(model, calibration_inputs(app, size, seed=seed))
     return model
 
 
@@ -158,42 +142,6 @@ def randomize(model, rng):
             # would keep using the values it was built with, unlike the file it saves.
             layer.finalize_state()
     return redrawn
-
-
-def calibrate_batchnorm(model, x):
-    """Set every BatchNormalization's moving statistics to its input's statistics on ``x``; returns how many.
-
-    What training leaves in a BatchNormalization layer: moving statistics that match the
-    activations it sees. One ``training=True`` call with momentum 0 (and every Dropout off, so the
-    statistics are those of inference) makes each layer's moving mean and variance exactly its
-    batch statistics, each computed under the already calibrated layers before it. Gamma and beta
-    keep their random draws, so no layer becomes an identity.
-    """
-    keras = _keras()
-    layers = list(_layers(model))
-    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
-    drops = [l for l in layers if isinstance(l, keras.layers.Dropout)]
-    saved = [l.momentum for l in bns], [l.rate for l in drops]
-    for l in bns:
-        l.momentum = 0.0
-    for l in drops:
-        l.rate = 0.0
-    try:
-        model(x, training=True)
-    finally:
-        for l, m in zip(bns, saved[0]):
-            l.momentum = m
-        for l, r in zip(drops, saved[1]):
-            l.rate = r
-    return len(bns)
-
-
-def calibration_inputs(name, size, n=30, seed=SEED):
-    """The two photos and ``n`` images of uniform noise, through ``name``'s ``preprocess_input``."""
-    photos = sample_inputs(name, size)
-    noise = np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
-    preprocess = importlib.import_module(_builder(name).__module__).preprocess_input
-    return np.concatenate([photos, np.asarray(preprocess(noise), dtype="float32")])
 
 
 def sample_inputs(name, size):
