@@ -14,6 +14,8 @@ test metrics are reported side by side:
   committed captioners the scene CNN is pre-trained and frozen: its features (the committed
   ``cap_rnn1_init``'s ``enc_features``, computed once by Keras) feed both sides; the layers above it
   train from scratch. Greedy captions from both trained models, coco BLEU-1..4 on the test scenes.
+  The RNN is not unrolled: a tf_keras ``Sequence`` feed leaves the time axis undefined, which
+  ``unroll=True`` refuses (the scratch engine runs either the same way).
 
 Reproducible: one seed gives the initialization (``keras.utils.set_random_seed``), the epoch orders
 and so the scratch side bit for bit (tests/parity/test_train_demo.py runs it twice). Bounded: the

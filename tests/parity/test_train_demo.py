@@ -113,3 +113,12 @@ def test_another_batch_order_is_a_disagreement(quick, monkeypatch):
     monkeypatch.setattr(demo, "seed", demo.seed + 1)    # scratch shuffles with another seed than Keras's feed
     a, _ = _disagreement(demo, keras)
     assert not a["passed"] and a["epoch1_loss_diff"] > a["epoch1_loss_budget"]
+
+
+def test_exit_code_says_whether_the_sides_agree(quick, monkeypatch, capsys):
+    _, data, _ = quick
+    monkeypatch.setattr(TD, "run", lambda **kw: data)
+    assert TD.main(["--quick"]) == 0
+    monkeypatch.setattr(TD, "run", lambda **kw: dict(data, passed=False))
+    assert TD.main(["--quick"]) == 1
+    assert "the sides DISAGREE on epoch 1" in capsys.readouterr().out
