@@ -23,6 +23,7 @@ import traceback
 import numpy as np
 
 from . import compare as cmp
+from .cli_inputs import BadInput
 from .keras_cache import KerasCache, array_fingerprint, file_sha256
 from .report import to_json
 from .manifest import Manifest, ManifestError
@@ -347,7 +348,6 @@ def _selected(manifest, patterns):
 
 def run_suite(args):
     import scratch
-    from .cli import BadInput
 
     t_start = time.perf_counter()
     try:
