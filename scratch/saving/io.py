@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from . import h5read, registry, schema
+from .registry import keras_class
 from ..errors import ConfigError, ModelFileError, ResourceError, ScratchError, WeightMismatchError
 from ..layers.base import LayerError
 from ..models.from_config import DEFAULT_MAX_BYTES, model_from_config
@@ -282,18 +283,18 @@ def _assign_legacy(model, group, source, by_name=False):
             continue
         g = h5read.member(group, layer.name, source, h5py.Group) if layer.name in names else None
         if g is None:
-            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) has {len(slots)} weights "
+            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({keras_class(layer)}) has {len(slots)} weights "
                                       f"but the file has no weights group '{group.name.rstrip('/')}/{layer.name}'")
         wnames = h5read.attr_list(g, "weight_names", source)
         if len(wnames) != len(slots):
             raise WeightMismatchError(
-                f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {len(slots)} weights "
+                f"{source}: layer '{layer.name}' ({keras_class(layer)}) expects {len(slots)} weights "
                 f"{[_qual(l, n, layer) for l, n, _ in slots]}, the file lists {len(wnames)}: {wnames[:20]}")
         datasets = []
         for wn in wnames:
             d = h5read.member(g, wn, source, h5py.Dataset)
             if d is None:
-                raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}): weight '{wn}' is "
+                raise WeightMismatchError(f"{source}: layer '{layer.name}' ({keras_class(layer)}): weight '{wn}' is "
                                           f"listed in weight_names but its dataset '{g.name}/{wn}' is missing")
             datasets.append((f"{g.name}/{wn}", d))
         _set_slots(slots, datasets, source, layer)
@@ -320,7 +321,7 @@ def _set_slots(slots, datasets, source, owner):
     for (layer, name, _), (path, d) in zip(slots, datasets):
         built = layer.weights.get(name) if isinstance(getattr(layer, "weights", None), dict) else None
         h5read.check_weight(d, path, source, layer.expected_weight_shape(name),
-                            f"layer '{_qual(layer, None, owner)}' ({_cls(layer)}) weight '{name}'",
+                            f"layer '{_qual(layer, None, owner)}' ({keras_class(layer)}) weight '{name}'",
                             integer=built is not None and np.asarray(built).dtype.kind in "iu")
     per_layer = {}
     for (layer, name, _), (path, d) in zip(slots, datasets):
@@ -337,21 +338,13 @@ def _qual(layer, name, owner):
     return f"{prefix}{layer.name}" + (f"/{name}" if name else "")
 
 
-def _cls(layer):
-    return getattr(layer, "keras_class", type(layer).__name__)
-
-
 # ---- weights: Keras 3 layers/<key>/vars ---------------------------------------------------------
 def _assign_v3(model, f, source):
     _assign_v3_model(model, f, "layers", source)
 
 
 def _assign_v3_model(model, f, path, source):
-    counters = {}
-    for layer in model.layers:
-        stem = registry.snake_case("Functional" if _cls(layer) == "Model" else _cls(layer))
-        counters[stem] = counters.get(stem, -1) + 1
-        key = stem if counters[stem] == 0 else f"{stem}_{counters[stem]}"
+    for layer, key in registry.v3_keys(model.layers):
         sub = f"{path}/{key}"
         if isinstance(layer, Model):
             _assign_v3_model(layer, f, f"{sub}/layers", source)
@@ -361,14 +354,14 @@ def _assign_v3_model(model, f, path, source):
             continue
         datasets = _v3_datasets(layer, f, sub, source)
         if len(datasets) != len(names):
-            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {len(names)} weights "
-                                      f"{list(names)}, the file has {len(datasets)} under '{sub}'")
+            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({keras_class(layer)}) expects {len(names)} "
+                                      f"weights {list(names)}, the file has {len(datasets)} under '{sub}'")
         _set_slots([(layer, n, True) for n in names], datasets, source, layer)
 
 
 def _v3_datasets(layer, f, path, source):
     """(dataset_path, dataset) pairs of one layer under ``path``, in its get_weights order."""
-    cls = _cls(layer)
+    cls = keras_class(layer)
     if cls in registry.RECURRENT:
         return _vars(layer, f, f"{path}/cell", source)
     if cls == "Bidirectional":
@@ -398,18 +391,18 @@ def _vars(layer, f, path, source):
     vpath = f"{path}/vars"
     group = _group(f, vpath, source)
     if group is None:
-        raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) has {want} weights but the "
+        raise WeightMismatchError(f"{source}: layer '{layer.name}' ({keras_class(layer)}) has {want} weights but the "
                                   f"file has no group '{vpath}'")
     out = []
     for i in range(want):
         d = h5read.member(group, str(i), source, h5py.Dataset)
         if d is None:
-            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}): weight "
+            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({keras_class(layer)}): weight "
                                       f"'{layer.active_weight_names()[i]}' is missing (no dataset '{vpath}/{i}')")
         out.append((f"{vpath}/{i}", d))
     extra = [k for k in h5read.keys(group, source) if k.isdigit() and int(k) >= want]
     if extra:
-        raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {want} weights but "
+        raise WeightMismatchError(f"{source}: layer '{layer.name}' ({keras_class(layer)}) expects {want} weights but "
                                   f"'{vpath}' holds {want + len(extra)}")
     return out
 
