@@ -25,6 +25,7 @@ import scratch
 from . import __version__
 from .cli_inputs import DEFAULT_MAX_MEMORY, BadInput, load_scratch, one_line, random_inputs, read_inputs
 from .cli_train import add_subcommands
+from .compare_table import LEGEND, format_table, overrides_line
 from .extras import MissingExtra, require_keras
 from .quiet import VERBOSE_ENV
 from .suite import run_suite
@@ -195,9 +196,9 @@ def _check(args):
     elapsed = time.perf_counter() - t0
     print(f"parity check {args.model}: {len(xs[0])} sample(s), inputs "
           f"{'from ' + args.inputs if args.inputs else f'random (seed {args.seed})'}")
-    print(cmp.format_table(result))
-    print(cmp.LEGEND)
-    print(cmp.overrides_line(result["tolerance_overrides"]))
+    print(format_table(result))
+    print(LEGEND)
+    print(overrides_line(result["tolerance_overrides"]))
     status = "PASS" if result["passed"] else "FAIL"
     print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers and operations within "
           f"tolerance ({result['compared']} of the graph's {result['graph_nodes']} nodes compared, {elapsed:.1f} s)")
