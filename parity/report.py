@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from .compare import LEGEND, overrides_line
+from .compare_table import LEGEND, overrides_line
 from .plots import plot_error_budget, plot_error_vs_depth
 from .suite_page import divergence_lines, layer_parts, margins_text, write_index
 from .train_demo_page import md_section as train_demo_md

@@ -10,7 +10,7 @@ the default page stays short. Nothing here prints a Python repr: every value is 
 import html
 import os
 
-from .compare import LEGEND, overrides_line
+from .compare_table import LEGEND, overrides_line
 from .plots import (plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters,
                     plot_history)
 from .train_demo_page import html_section as train_demo_section
