@@ -304,7 +304,7 @@ def write_suite_report(folder, data, manifest, assets, *, html=True):
                                                                                           or ["none"])
     fails = [f"- {n}: {f}" for n, r in data["models"].items() for f in r["failures"]]
     md += ["", "## Failures", ""] + (fails or ["none"])
-    md += train_demo_md(os.path.join(folder, "train_demo.json"))
+    md += train_demo_md(os.path.join(folder, "train_demo.json"), md_table)
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
     if html:
         tables = dict(gate=(GATE_HEADERS, gate_rows(data)), summary=(SUMMARY_HEADERS, summary_rows(data)),

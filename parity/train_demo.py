@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import train_demo_sides as sides
+from .report import md_table, to_json, write_atomic
 from .train_demo_page import markdown
 
 SEED = 0
@@ -226,12 +227,10 @@ def header(quick, seed):
 
 def write(data, out):
     """Add the verdict and write ``train_demo.json`` (0644, atomically) and ``train_demo.md`` into ``out``."""
-    from .report import to_json, write_atomic
-
     data["passed"] = all(data[k]["agreement"]["passed"] for k in DEMOS if k in data)
     os.makedirs(out, exist_ok=True)
     write_atomic(os.path.join(out, "train_demo.json"), to_json(data))
-    write_atomic(os.path.join(out, "train_demo.md"), "\n".join(markdown(data)) + "\n")
+    write_atomic(os.path.join(out, "train_demo.md"), "\n".join(markdown(data, md_table)) + "\n")
     return data
 
 
@@ -242,7 +241,7 @@ def main(argv=None):
     p.add_argument("--report", default="reports", help="folder for train_demo.json and train_demo.md")
     args = p.parse_args(argv)
     data = run(quick=args.quick, seed=args.seed, out=args.report)
-    print("\n".join(markdown(data)))
+    print("\n".join(markdown(data, md_table)))
     return 0 if data["passed"] else 1
 
 

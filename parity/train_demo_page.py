@@ -1,5 +1,6 @@
 """How ``parity.train_demo``'s result reads: markdown (``train_demo.md``, ``parity.md``) and an HTML
-section of ``make parity``'s page, both from ``train_demo.json``. Nothing here imports Keras."""
+section of ``make parity``'s page, both from ``train_demo.json``. Nothing here imports Keras, nor
+``parity.report`` (which imports this module): the table drawers are passed in."""
 
 import html
 import json
@@ -68,9 +69,8 @@ def headline(data):
             "not judged. Dropout at rate 0.")
 
 
-def markdown(data):
-    from .report import md_table
-
+def markdown(data, md_table):
+    """The lines of ``train_demo.md``; ``md_table(headers, rows)`` draws a table (``parity.report``)."""
     lines = ["# Training in NumPy vs Keras (make train-demo)", "", headline(data), "",
              md_table(METRIC_HEADERS, metric_rows(data))]
     for kind in ("cnn", "captioner"):
@@ -79,13 +79,11 @@ def markdown(data):
     return lines
 
 
-def md_section(path):
+def md_section(path, md_table):
     """Lines for ``parity.md``: the latest train_demo.json's table, or how to make one."""
     data = _load(path)
     if data is None:
         return ["", "## Training in NumPy vs Keras", "", "no reports/train_demo.json yet: run `make train-demo`."]
-    from .report import md_table
-
     return ["", "## Training in NumPy vs Keras (latest make train-demo)", "", headline(data), "",
             md_table(METRIC_HEADERS, metric_rows(data))]
 

@@ -73,12 +73,12 @@ def test_page_and_markdown_show_the_latest_demo(quick, tmp_path):
     parts = "".join(suite_page.train_demo_section(str(out / "train_demo.json"), report.html_table))
     f1 = f"{data['cnn']['scratch']['macro_f1']:.4f}"
     assert "Training in NumPy vs Keras (latest make train-demo)" in parts and f1 in parts and "agree" in parts
-    lines = "\n".join(report.train_demo_md(str(out / "train_demo.json")))
+    lines = "\n".join(report.train_demo_md(str(out / "train_demo.json"), report.md_table))
     assert f1 in lines and "BLEU-1..4" in lines
     assert "make train-demo" in "".join(suite_page.train_demo_section(str(tmp_path / "none.json"), report.html_table))
     # the hooks: make parity's page and parity.md call these two with the report folder's train_demo.json
     assert 'train_demo_section(os.path.join(folder, "train_demo.json")' in inspect.getsource(suite_page.write_index)
-    assert 'train_demo_md(os.path.join(folder, "train_demo.json"))' in inspect.getsource(report.write_suite_report)
+    assert 'train_demo_md(os.path.join(folder, "train_demo.json"), md_table)' in inspect.getsource(report.write_suite_report)
 
 
 def _swapped_bias_correction(self, name, g, w, lr):
