@@ -249,7 +249,8 @@ def compare_layers(keras_outputs, scratch_outputs, infos=None, *, truth=None, at
     amplified-rounding rule (``parity.tolerance.compare_to_truth``) for end-to-end runs: a float
     node that fails the direct rule is judged against the twin too, and passes if scratch is no
     further from it than Keras's float32 output is, plus the rule (row ``vs_truth``; ``judged_by``
-    says when that judge passed it). Not with ``atol``/``rtol`` overrides: those replace the policy, this extends it.
+    says when that judge passed it). Not with ``atol``/``rtol`` overrides: those replace the
+    policy, this extends it.
     """
     keras_truth = {} if keras_truth is None or atol is not None or rtol is not None else flatten_outputs(keras_truth)
     keras_flat = flatten_outputs(keras_outputs)

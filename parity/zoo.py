@@ -232,7 +232,9 @@ def markdown(data):
              f"oneDNN {'on' if data['environment'].get('onednn_enabled') else 'off'}; inputs: scikit-learn's two "
              f"photos at the smallest size each model accepts, through its preprocess_input; weights random "
              f"(seed {data['seed']}). error / tol: the worst node's largest |scratch - Keras| / (atol + rtol |Keras|) "
-             f"under parity.tolerance (< 1 passes), end to end (e2e) and layer by layer (lbl), from the .keras file. "
+             f"under parity.tolerance (< 1 passes), end to end (e2e) and layer by layer (lbl), from the .keras file; "
+             f"an e2e node failing it is judged again against Keras's own float64 twin (scratch no further from it "
+             f"than Keras float32 is, plus the rule: parity.tolerance, amplified rounding). "
              f"Wall time {data['wall_seconds']:.0f} s.", "",
              "| model | px | layers | nodes | params | .keras | .h5 | worst e2e: error / tol (node) | "
              "worst lbl: error / tol (node) | scratch s | Keras s |",

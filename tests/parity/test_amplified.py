@@ -139,3 +139,16 @@ def test_float64_twin_refuses_a_tf_keras_model():
     model = tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="a float64 twin needs a Keras 3 model. Received: "):
         float64_twin(model)
+
+
+def test_the_zoo_row_gives_the_direct_and_the_twin_numbers(amplified):
+    from parity.zoo import _cell, _judge
+
+    rng, truth, keras, atol = amplified
+    scratch = (truth + _noise(rng, truth.shape, 30 * atol)).astype(np.float32)
+    infos, k, s, t = _chain(truth, keras, scratch)
+    judged = _judge(compare_layers(k, s, infos, keras_truth=t))
+    assert judged["passed"] and judged["worst_ratio"] > 1 and judged["truth_amplified"] == judged["truth_judged"] == 1
+    cell = _cell(dict(status="pass", end_to_end=judged), "end_to_end")
+    assert cell.startswith(f"{judged['worst_ratio']:.3f} (gate); vs Keras's float64 twin (1 nodes, Keras float32 "
+                           f"beyond the rule at 1): {judged['truth_worst_ratio']:.3f} (gate; Keras float32 ")
