@@ -10,9 +10,10 @@ the default page stays short. Nothing here prints a Python repr: every value is 
 import html
 import os
 
-from .compare import LEGEND, overrides_line
+from .compare_table import LEGEND, overrides_line
 from .plots import (plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters,
                     plot_history)
+from .train_demo_page import html_section as train_demo_section
 
 
 def _esc(x):
@@ -157,6 +158,7 @@ def write_index(folder, data, manifest, assets, *, head, tables, table_html, lay
 
     parts += training_parts(folder, data, table_html, _fold)
     parts += bench_section(os.path.join(folder, "bench.json"), table_html)
+    parts += train_demo_section(os.path.join(folder, "train_demo.json"), table_html)
     tables_ = []
     for n in order:
         for suffix, res in layer_parts(models[n]).items():
