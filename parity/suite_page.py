@@ -14,6 +14,7 @@ from .compare_table import LEGEND, overrides_line
 from .plots import (plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters,
                     plot_history)
 from .train_demo_page import html_section as train_demo_section
+from .training_report import html_parts as training_parts
 
 
 def _esc(x):
@@ -154,8 +155,6 @@ def write_index(folder, data, manifest, assets, *, head, tables, table_html, lay
         if hs:
             plot_history(os.path.join(img, f"history_{kind}.png"), hs, f"Training curves: {kind}s (MANIFEST history)")
             parts.append(_fold(f"Training curves ({kind}s)", _img(f"history_{kind}.png", f"{kind} history")))
-    from .training_report import html_parts as training_parts
-
     parts += training_parts(folder, data, table_html, _fold)
     parts += bench_section(os.path.join(folder, "bench.json"), table_html)
     parts += train_demo_section(os.path.join(folder, "train_demo.json"), table_html)

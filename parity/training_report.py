@@ -8,6 +8,8 @@ failing step is also in the model's failures at the top of both reports.
 import html
 import os
 
+from .plots import plot_training_parity
+
 OVERVIEW_HEADERS = ["model", "gradients", "weights ok", "worst err/tol", "first diverging weight", "training",
                     "optimizer", "steps ok", "worst dw/budget", "beyond budget, rounding (f64)", "first failing step",
                     "seconds"]
@@ -133,8 +135,6 @@ def md_lines(data, md_table):
 
 def html_parts(folder, data, table_html, fold):
     """index.html's section; draws ``img/training_<model>.png`` per model. ``fold(summary, body, open_)``."""
-    from .plots import plot_training_parity
-
     sections = _sections(data)
     if not sections:
         return []
