@@ -32,11 +32,11 @@ class Context:
     def dataset(self, spec):
         key = repr(sorted(spec.items()))
         if key not in self.data:
-            self.data[key] = _load_dataset(spec)
+            self.data[key] = load_dataset(spec)
         return self.data[key]
 
 
-def _load_dataset(spec):
+def load_dataset(spec):
     """The test split a MANIFEST entry names, rebuilt by its keras_ref loader with the recorded kwargs."""
     loader = spec.get("loader", "")
     module, _, func = loader.rpartition(".")
