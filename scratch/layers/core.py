@@ -52,12 +52,16 @@ class Dense(Layer):
         x = self.cast(x)
         kernel = self.weights["kernel"]
         if x.ndim >= 2 and x.shape[-1] == kernel.shape[0]:
-            # One product over all leading axes, split by rows over the engine's pool (scratch.parallel).
-            z = parallel.matmul(x.reshape(-1, kernel.shape[0]), kernel).reshape(*x.shape[:-1], self.units)
+            # One product over all leading axes, split over the engine's pool (scratch.parallel).
+            # The bias is added to each part of the product while it is still in cache.
+            bias = self.weights["bias"] if self.use_bias else None
+            finish = None if bias is None else (lambda part, cols: np.add(part, bias[cols], out=part))
+            z = parallel.matmul(x.reshape(-1, kernel.shape[0]), kernel, finish=finish)
+            z = z.reshape(*x.shape[:-1], self.units)
         else:
             z = x @ kernel   # rank 1, or a shape error worded by numpy
-        if self.use_bias:
-            z += self.weights["bias"]
+            if self.use_bias:
+                z += self.weights["bias"]
         y = self.activation.forward(z)
         self._cache = (x, z, y)
         return y

@@ -104,3 +104,25 @@ def test_conv_forward_is_the_same_for_any_pool_size(monkeypatch):
     np.testing.assert_array_equal(outs["1"], outs["2"])
     # Smaller blocks may round differently from one block, within the reduction's rounding.
     assert_close(outs["2"], whole, kind="forward", label="Conv2D in 2-row blocks", reduction=45)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_column_split_matmul_equals_one_product_exactly(dtype, monkeypatch):
+    # A wide product (Dense on few rows) is split by columns: each part is the same sum, bit for bit.
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(64, 700)).astype(dtype)
+    b = rng.normal(size=(700, 1000)).astype(dtype)
+    assert len(parallel.column_chunks(b.shape[1], a.shape[0] * a.shape[1])) > 1
+    finished = []
+    out = parallel.matmul(a, b, finish=lambda part, cols: finished.append(cols))
+    with parallel.single_threaded_blas():   # (2-thread BLAS splits this product its own way)
+        whole = a @ b
+    np.testing.assert_array_equal(out, whole)
+    assert sorted(c.start for c in finished) == [c.start for c in parallel.column_chunks(1000, 64 * 700)]
+
+
+@pytest.mark.parametrize("cols", [1, 15, 16, 17, 1000, 1023])
+def test_column_chunks_cover_every_column_once(cols):
+    chunks = parallel.column_chunks(cols, 100_000)
+    assert [c for s in chunks for c in range(cols)[s]] == list(range(cols))
