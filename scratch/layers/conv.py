@@ -8,12 +8,13 @@ rebuilds the same blocks, so nothing larger than one block is ever held.
 Forward passes (what ``predict`` runs): blocks of at most ``windows.FORWARD_BLOCK_BYTES`` are copied
 into a reused per-thread buffer, multiplied straight into their rows of the output, and finished
 there (bias, activation) while still in cache; the blocks run on the engine's pool
-(``scratch.parallel``). A 1x1 Conv2D needs no patch matrix: its (strided) pixels are the rows.
+(``scratch.parallel``). A 1x1 Conv2D needs no patch matrix: its (strided) pixels are the rows;
+nor does a stride-1 Conv2D with a medium channel count (one product per tap, ``conv_taps``).
 """
 
 import numpy as np
 
-from . import activations, windows
+from . import activations, conv_taps, windows
 from .. import parallel
 from .base import Layer, LayerError, as_tuple
 
@@ -140,6 +141,8 @@ class Conv2D(Layer):
         y = z if self.activation.name == "linear" else np.empty_like(z)
         if self.kernel_size == (1, 1) and self.groups == 1:
             self._forward_pointwise(xp, z, y)
+        elif conv_taps.use_taps(self, xp.shape, (oh, ow)):
+            self._forward_taps(xp, z, y)
         else:
             self._forward_patches(xp, z, y)
         self._cache = (x.shape, pads, xp, z, y)
@@ -167,6 +170,16 @@ class Conv2D(Layer):
 
         cost = rows.shape[0] * rows.shape[1] * self.filters
         parallel.run_blocks(part, parallel.row_chunks(rows.shape[0], rows.shape[1] * self.filters), cost=cost)
+
+    def _forward_taps(self, xp, z, y):
+        """Stride 1: one product per kernel tap on shifted pixel rows, no patch matrix (conv_taps)."""
+        todo, work = conv_taps.tap_blocks(np.ascontiguousarray(xp), self.weights["kernel"], self.dilation_rate, z)
+
+        def block(b):
+            work(b)
+            self._finish(z[b], y[b])
+
+        parallel.run_blocks(block, todo, cost=z.size * self.weights["kernel"][..., 0].size)
 
     def _forward_patches(self, xp, z, y):
         """im2col in blocks small enough to stay in cache; each block's product is written straight
