@@ -132,7 +132,7 @@ class ReLU(Layer):
     def forward(self, x, training=False):
         x = self.cast(x)
         self._cache = x
-        return self._relu.forward(x)
+        return parallel.rowwise(self._relu.forward, x)   # on both cores, as TensorFlow's Relu
 
     def backward(self, dout):
         return self._relu.backward(self._cache, None, self.cast(dout))

@@ -126,3 +126,30 @@ def test_column_split_matmul_equals_one_product_exactly(dtype, monkeypatch):
 def test_column_chunks_cover_every_column_once(cols):
     chunks = parallel.column_chunks(cols, 100_000)
     assert [c for s in chunks for c in range(cols)[s]] == list(range(cols))
+
+
+@pytest.mark.parametrize("cls", ["MaxPooling2D", "AveragePooling2D"])
+def test_pooling_forward_is_the_same_for_any_pool_size(cls, monkeypatch):
+    from scratch.layers import pooling
+
+    monkeypatch.setattr(pooling, "BLOCK_BYTES", 7 * 16 * 4)            # one output row per block
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 0)
+    layer = getattr(pooling, cls)(pool_size=3, strides=2, padding="same")
+    x = np.random.default_rng(5).normal(size=(4, 13, 14, 16)).astype("float32")
+    outs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("SCRATCH_NUM_THREADS", workers)
+        outs[workers] = layer.forward(x).copy()
+    np.testing.assert_array_equal(outs["1"], outs["2"])
+    monkeypatch.setattr(pooling, "BLOCK_BYTES", 2**30)                  # one block
+    np.testing.assert_array_equal(layer.forward(x), outs["2"])
+
+
+@pytest.mark.parametrize("shape", [(5, 300, 7), (2100,), (3, 1, 40000)])
+def test_rowwise_is_the_function_on_the_whole_array(shape, monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 0)
+    x = np.random.default_rng(6).normal(size=shape).astype("float32")
+    out = parallel.rowwise(lambda v: np.maximum(v, np.float32(0)) * 2, x, chunk_bytes=64)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_array_equal(out, np.maximum(x, 0) * 2)
