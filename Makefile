@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Quiet TensorFlow's start-up chatter; parity must hold with oneDNN on or off, reports say which.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test parity weights bench fuzz zoo clean
+.PHONY: install test parity weights bench fuzz zoo train-demo clean
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ bench: $(STAMP)
 # The hostile-input fuzzer: 2,000 API cases and 60 through `parity check`, one table row per class.
 fuzz: $(STAMP)
 	$(PY) -m parity.fuzz --cases $(or $(CASES),2000) --cli $(or $(CLI),60)
+
+# Training in NumPy, the student's way: the digits CNN and a small captioner trained from one seeded
+# initialization in scratch and in Keras on the same batches; metrics side by side in reports/train_demo.md
+# (and in make parity's report). A few minutes; QUICK=1 runs the reduced configuration of the tests.
+train-demo: $(STAMP)
+	$(PY) -m parity.train_demo $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .hypothesis build *.egg-info

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_ref.data import SPLITS, stratified_split
+from keras_ref.digits import SPLITS, stratified_split
 from keras_ref.vocab import tokenize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -31,7 +31,7 @@ where ``(x, y)`` is the top-left corner and ``px`` the side of the square glyph.
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_ref.data import DIGIT_WORDS, SPLITS, raw_digits, resize_bilinear, stratified_split
+from keras_ref.digits import DIGIT_WORDS, SPLITS, raw_digits, resize_bilinear, stratified_split
 from keras_ref.vocab import tokenize
 
 COLORS = {

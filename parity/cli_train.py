@@ -19,6 +19,9 @@ import time
 
 import numpy as np
 
+from .cli_inputs import BadInput, load_scratch, one_line, random_inputs, read_inputs
+from .extras import require_keras
+
 _CE = ("SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy")
 
 
@@ -54,9 +57,7 @@ def _setup(args):
     from scratch import losses as L
     from scratch.saving.training_config import TrainingConfigError, read_training_config
 
-    from .cli import BadInput, _load_scratch
-
-    smodel = _load_scratch(args.model, args.config)
+    smodel = load_scratch(args.model, args.config)
     if len(smodel.outputs) != 1:
         raise BadInput(f"{args.model}: {len(smodel.outputs)} outputs; grad/train handle single-output models")
     try:
@@ -95,8 +96,6 @@ def _targets(smodel, loss, n, rng):
 
 def _data(args, smodel, loss, kmodel, n, seed):
     """(xs, y, sample_weight) of ``n`` samples: from --inputs, else random."""
-    from .cli import BadInput, random_inputs, read_inputs
-
     if args.inputs:
         try:
             with np.load(args.inputs, allow_pickle=False) as data:
@@ -120,27 +119,21 @@ def _data(args, smodel, loss, kmodel, n, seed):
 
 
 def _keras(args):
-    from .cli import BadInput, _one_line
-    from .extras import require_keras
-
     require_keras()   # names the missing [keras] extra (exit 2) before TensorFlow is needed
     from . import keras_runner as kr
 
     try:
         return kr.load_model(args.model, args.config)
     except Exception as exc:  # noqa: BLE001 - Keras's own refusal of the file is a bad input
-        raise BadInput(_one_line(f"{args.model}: Keras cannot load it: {type(exc).__name__}: {exc}"))
+        raise BadInput(one_line(f"{args.model}: Keras cannot load it: {type(exc).__name__}: {exc}"))
 
 
 def _truth(args):
-    from .cli import _load_scratch
-
-    return None if args.no_truth else _load_scratch(args.model, args.config).to_dtype("float64")
+    return None if args.no_truth else load_scratch(args.model, args.config).to_dtype("float64")
 
 
 # ---- parity grad --------------------------------------------------------------------------------
 def run_grad(args):
-    from .cli import BadInput
     from .gradients import compare_gradients, format_gradient_table
 
     if args.samples < 1:
@@ -172,14 +165,13 @@ def run_grad(args):
 def run_train(args):
     from scratch import optimizers as O
 
-    from .cli import BadInput
     from .training import format_training_table, training_parity
 
     if args.steps < 1 or args.batch_size < 1:
         raise BadInput(f"--steps and --batch-size must be >= 1. Received: {args.steps}, {args.batch_size}")
     t0 = time.perf_counter()
     smodel, loss, file_opt = _setup(args)
-    name, cfg = _optimizer_choice(args, file_opt, O, BadInput)
+    name, cfg = _optimizer_choice(args, file_opt, O)
     kmodel = _keras(args)
     n = args.steps * args.batch_size
     xs, y, sw = _data(args, smodel, loss, kmodel, n if not args.inputs else 0, args.seed)
@@ -205,7 +197,7 @@ def run_train(args):
     return 0 if result["passed"] else 1
 
 
-def _optimizer_choice(args, file_opt, O, BadInput):
+def _optimizer_choice(args, file_opt, O):
     if args.optimizer is None and file_opt is not None:
         name, cfg = type(file_opt).__name__, {k: v for k, v in file_opt.get_config().items() if k != "name"}
         cfg.update({k: getattr(file_opt, k) for k in ("momentum", "nesterov", "beta_1", "beta_2", "epsilon",

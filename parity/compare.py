@@ -19,6 +19,8 @@ layer's output also carries the rounding of every layer before it. Independent r
 in variance, so the *effective* reduction is the layer's own plus the largest effective reduction
 among its inbound layers: the longest chain of sums behind one output element, which is what the
 rule's ``reduction`` means.
+
+``parity.compare_table`` prints a result as the per-layer table.
 """
 
 import math
@@ -313,14 +315,6 @@ def tolerance_overrides(atol=None, rtol=None):
     return {k: float(v) for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
 
 
-def overrides_line(overrides):
-    """One line for every report: the tolerance in force is never silent."""
-    if not overrides:
-        return "tolerance: the policy (parity/tolerance.py), no overrides"
-    given = ", ".join(f"--{k} {v:g}" for k, v in overrides.items())
-    return f"tolerance: OVERRIDDEN by {given} (the policy's values were not used for these)"
-
-
 def error_budget(keras, scratch, truth, *, reduction=1):
     """Both float32 results against the float64 scratch 'truth'; says which side is further from it."""
     kt = compare(keras, truth, reduction=reduction, dtype=np.float32)
@@ -379,47 +373,3 @@ def summarize(result):
                 worst_layer=None if worst is None else worst["name"],
                 worst_max_abs=None if worst is None else worst["max_abs"],
                 worst_eps_units=None if worst is None else worst["eps_units"])
-
-
-def format_table(result, *, max_name=36):
-    """The per-layer table printed by the CLI."""
-    head = (f"{'#':>3} {'layer':<{max_name}} {'class':<20} {'shape':<18} {'red':>6} "
-            f"{'max abs':>10} {'max rel':>10} {'eps':>8} {'%beyond':>8} {'atol':>9} {'err/tol':>8}  status")
-    lines = [head, "-" * len(head)]
-    truthy = any("truth" in r for r in result["layers"])
-    if truthy:
-        lines[0] += "  truth: keras / scratch err (further)"
-    for r in result["layers"]:
-        name = r["name"] if len(r["name"]) <= max_name else "…" + r["name"][-max_name + 1:]
-        shape = "x".join("?" if d is None else str(d) for d in r["shape"])
-        if "max_abs" in r:
-            line = (f"{r['depth']:>3} {name:<{max_name}} {r['class_name'][:20]:<20} {shape[:18]:<18} "
-                    f"{r['reduction']:>6} {r['max_abs']:>10.3e} {_fmt_rel(r['max_rel']):>10} "
-                    f"{r['eps_units']:>8.1f} {100 * r['frac_beyond']:>8.3f} {r['atol']:>9.2e} "
-                    f"{_fmt_rel(r.get('headroom', 0.0)):>8}  "
-                    f"{'ok' if r['passed'] else 'FAIL'}")
-            t = r.get("truth")
-            if t:
-                line += f"  {t['keras_max_abs']:.2e} / {t['scratch_max_abs']:.2e} ({t['further']})"
-        else:
-            line = (f"{r['depth']:>3} {name:<{max_name}} {r['class_name'][:20]:<20} {shape[:18]:<18} "
-                    f"{r['reduction']:>6}  FAIL: {r['reason']}")
-        lines.append(line)
-    if result["first_diverging"]:
-        lines.append(f"first diverging layer: {result['first_diverging']}: {result['first_diverging_reason']}")
-    else:
-        lines.append("first diverging layer: none (every layer within tolerance)")
-    return "\n".join(lines)
-
-
-def _fmt_rel(x):
-    return "inf" if not math.isfinite(x) else f"{x:.3e}" if x < 1e6 else ">1e6"
-
-
-# What every column of the per-layer tables means, printed under each (terminal, parity.md, index.html).
-LEGEND = ("reduction (red): the longest chain of sums behind one element; atol grows with its square root. "
-          "max abs / max rel / mean abs: scratch vs Keras. eps (units): max abs in machine epsilons of the dtype "
-          "times max(1, largest |Keras value|). % beyond: elements outside tolerance. atol (used): the absolute "
-          "tolerance for that layer. err/tol: the largest error / (atol + rtol*|Keras|); below 1 passes, and how "
-          "far below is the headroom. Keras / scratch vs f64: each float32 side's max abs error against scratch "
-          "rerun in float64 (the truth run); further from truth: which side is further.")

@@ -12,9 +12,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from .compare import LEGEND, overrides_line
+from .compare_table import LEGEND, overrides_line
 from .plots import plot_error_budget, plot_error_vs_depth
 from .suite_page import divergence_lines, layer_parts, margins_text, write_index
+from .train_demo_page import md_section as train_demo_md
 
 
 # ---- files --------------------------------------------------------------------------------------
@@ -303,6 +304,7 @@ def write_suite_report(folder, data, manifest, assets, *, html=True):
                                                                                           or ["none"])
     fails = [f"- {n}: {f}" for n, r in data["models"].items() for f in r["failures"]]
     md += ["", "## Failures", ""] + (fails or ["none"])
+    md += train_demo_md(os.path.join(folder, "train_demo.json"), md_table)
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
     if html:
         tables = dict(gate=(GATE_HEADERS, gate_rows(data)), summary=(SUMMARY_HEADERS, summary_rows(data)),

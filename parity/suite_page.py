@@ -10,9 +10,10 @@ the default page stays short. Nothing here prints a Python repr: every value is 
 import html
 import os
 
-from .compare import LEGEND, overrides_line
+from .compare_table import LEGEND, overrides_line
 from .plots import (plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters,
                     plot_history)
+from .train_demo_page import html_section as train_demo_section
 
 
 def _esc(x):
@@ -154,6 +155,7 @@ def write_index(folder, data, manifest, assets, *, head, tables, table_html, lay
             plot_history(os.path.join(img, f"history_{kind}.png"), hs, f"Training curves: {kind}s (MANIFEST history)")
             parts.append(_fold(f"Training curves ({kind}s)", _img(f"history_{kind}.png", f"{kind} history")))
     parts += bench_section(os.path.join(folder, "bench.json"), table_html)
+    parts += train_demo_section(os.path.join(folder, "train_demo.json"), table_html)
     tables_ = []
     for n in order:
         for suffix, res in layer_parts(models[n]).items():

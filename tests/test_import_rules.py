@@ -1,4 +1,6 @@
-"""The import direction is the architecture: scratch knows no Keras, keras_ref knows no scratch."""
+"""The import direction is the architecture: scratch knows no Keras, keras_ref knows no scratch, and
+no module imports itself back through others (a cycle, even one hidden in a function-level import,
+makes import order matter and the layers meaningless)."""
 
 import ast
 import sys
@@ -8,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH_ALLOWED = {"numpy", "h5py"} | set(sys.stdlib_module_names)
+PACKAGES = ("scratch", "keras_ref", "parity")
 
 
 def imported_modules(path):
@@ -44,6 +47,31 @@ def test_keras_ref_never_imports_scratch():
     assert violations("keras_ref", forbidden={"scratch"}) == []
 
 
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_only_the_entry_points_import_the_cli():
+    # parity.cli is the top of the graph: __main__ runs it, the fuzzer drives it; shared pieces live in cli_inputs.
+    graph = import_graph()
+    assert {m for m, edges in graph.items() if "parity.cli" in edges} <= {"parity.__main__", "parity.fuzz"}
+
+
+def test_cycle_finder_can_fail(tmp_path):
+    # A two-module cycle through a function-level import, and a three-module one through `from . import`.
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.b import f\n")
+    (pkg / "b.py").write_text("def f():\n    from .a import g\n")
+    (pkg / "c.py").write_text("from . import d\n")
+    (pkg / "d.py").write_text("import pkg.e\n")
+    (pkg / "e.py").write_text("from pkg import c, a\n")
+    graph = import_graph(module_files(tmp_path, ["pkg"]))
+    assert graph["pkg.e"] == {"pkg.c", "pkg.a"}
+    assert cycles(graph) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d", "pkg.e"]]
+
+
 @pytest.mark.parametrize("source, bad", [
     ("import tensorflow as tf\n", "tensorflow"),
     ("from keras import layers\n", "keras"),
@@ -55,3 +83,89 @@ def test_rule_catches_forbidden_imports(tmp_path, source, bad):
     path.write_text(source)
     assert bad in {m for m, _ in imported_modules(path)}
     assert bad not in SCRATCH_ALLOWED
+
+
+def module_files(root=ROOT, packages=PACKAGES):
+    """Dotted module name -> file, for every ``.py`` under the given packages."""
+    files = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            files[name] = path
+    return files
+
+
+def _targets(node, module, is_package, known):
+    """The project modules one import statement names (a ``from pkg import sub`` names ``pkg.sub``)."""
+    if isinstance(node, ast.Import):
+        bases, names = [alias.name for alias in node.names], []
+    else:
+        if node.level:
+            anchor = module.split(".") if is_package else module.split(".")[:-1]
+            anchor = anchor[: len(anchor) - (node.level - 1)]
+            base = ".".join(anchor + ([node.module] if node.module else []))
+        else:
+            base = node.module
+        bases, names = [base], [alias.name for alias in node.names]
+    for base in bases:
+        # `import a.b.c` runs a.b.c; name the longest prefix that is a project module.
+        parts = base.split(".")
+        while parts and ".".join(parts) not in known:
+            parts.pop()
+        submodules = [f"{base}.{n}" for n in names if f"{base}.{n}" in known]
+        if submodules:
+            yield from submodules
+            if any(f"{base}.{n}" not in known for n in names):
+                yield base
+        elif parts:
+            yield ".".join(parts)
+
+
+def import_graph(files=None):
+    """Module -> set of project modules it imports (itself excluded)."""
+    files = module_files() if files is None else files
+    graph = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        is_package = path.name == "__init__.py"
+        edges = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                edges.update(_targets(node, module, is_package, files))
+        edges.discard(module)
+        graph[module] = edges
+    return graph
+
+
+def cycles(graph):
+    """Every strongly connected component of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)

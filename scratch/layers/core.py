@@ -286,15 +286,8 @@ class Dropout(Layer):
         if not 0 <= rate <= 1:
             raise LayerError("Invalid value received for argument `rate`. Expected a float value between 0 and 1. "
                              f"Received: rate={rate}")
-        if noise_shape is not None:
-            if isinstance(noise_shape, str) or any(
-                    d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0)
-                    for d in noise_shape):
-                raise LayerError("Invalid value received for argument `noise_shape`. Expected a tuple of positive "
-                                 f"integers or None. Received: noise_shape={noise_shape!r}")
-            noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
         self.rate = float(rate)
-        self.noise_shape = noise_shape
+        self.noise_shape = check_noise_shape(noise_shape)
         self.seed = seed
         self.reseed(seed)
 
@@ -312,11 +305,7 @@ class Dropout(Layer):
         if self.rate == 1:
             scaled_keep = np.zeros((1,) * x.ndim, dtype=self.dtype)
         else:
-            shape = x.shape if self.noise_shape is None else tuple(
-                n if d is None else d for d, n in zip(self.noise_shape, x.shape))
-            if len(shape) != x.ndim:
-                raise LayerError(f"noise_shape {self.noise_shape} does not match the input rank {x.ndim}")
-            keep = self._rng.random(shape) >= self.rate
+            keep = self._rng.random(mask_shape(self.noise_shape, x.shape)) >= self.rate
             # Keras (tf.nn.dropout) multiplies by 1/(1-rate) rounded to the input dtype, then by the mask.
             scaled_keep = keep * np.asarray(1.0 / (1.0 - self.rate), dtype=self.dtype)
         self._cache = scaled_keep
@@ -327,6 +316,27 @@ class Dropout(Layer):
         if self._cache is None:
             return dout
         return (dout * self._cache).astype(self.dtype)
+
+
+def check_noise_shape(noise_shape):
+    """A dropout layer's ``noise_shape`` argument as a tuple (None entries kept), or None."""
+    if noise_shape is None:
+        return None
+    if isinstance(noise_shape, str) or any(
+            d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0)
+            for d in noise_shape):
+        raise LayerError("Invalid value received for argument `noise_shape`. Expected a tuple of positive "
+                         f"integers or None. Received: noise_shape={noise_shape!r}")
+    return tuple(None if d is None else int(d) for d in noise_shape)
+
+
+def mask_shape(noise_shape, input_shape):
+    """The shape of a dropout mask: ``input_shape`` where ``noise_shape`` is None or has a None entry."""
+    if noise_shape is None:
+        return tuple(input_shape)
+    if len(noise_shape) != len(input_shape):
+        raise LayerError(f"noise_shape {noise_shape} does not match the input rank {len(input_shape)}")
+    return tuple(n if d is None else d for d, n in zip(noise_shape, input_shape))
 
 
 def _init(shape, rng, dtype, scale=1.0):

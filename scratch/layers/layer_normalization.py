@@ -36,6 +36,12 @@ def _compute_dtype(dtype):
     return np.promote_types(dtype, np.float32)
 
 
+def _gamma_beta(names, shape, rng, dtype):
+    """Keras's initial gamma (ones) and beta (zeros); with ``rng``, random ones around them (tests)."""
+    return {name: (np.full(shape, 1.0 if name == "gamma" else 0.0) if rng is None else
+                   rng.normal(1.0 if name == "gamma" else 0.0, 0.5, shape)).astype(dtype) for name in names}
+
+
 def _centered_backward(dxhat, xhat, rstd, axes):
     """d/dx of ``xhat = (x - mean) * rstd`` with mean/var over ``axes``, given dL/dxhat."""
     mean = lambda a: np.mean(a, axis=axes, keepdims=True)  # noqa: E731
@@ -85,12 +91,7 @@ class LayerNormalization(Layer):
         return shape
 
     def build(self, input_shape, rng=None):
-        shape = self._param_shape(input_shape)
-        self.weights = {}
-        for name in self.active_weight_names():
-            w = np.full(shape, 1.0 if name == "gamma" else 0.0) if rng is None else \
-                rng.normal(1.0 if name == "gamma" else 0.0, 0.5, shape)
-            self.weights[name] = w.astype(self.dtype)
+        self.weights = _gamma_beta(self.active_weight_names(), self._param_shape(input_shape), rng, self.dtype)
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -197,11 +198,7 @@ class GroupNormalization(Layer):
 
     def build(self, input_shape, rng=None):
         _, dim, self.groups = self._channels(input_shape)
-        self.weights = {}
-        for name in self.active_weight_names():
-            w = np.full(dim, 1.0 if name == "gamma" else 0.0) if rng is None else \
-                rng.normal(1.0 if name == "gamma" else 0.0, 0.5, dim)
-            self.weights[name] = w.astype(self.dtype)
+        self.weights = _gamma_beta(self.active_weight_names(), dim, rng, self.dtype)
         self.built = True
 
     def compute_output_shape(self, input_shape):

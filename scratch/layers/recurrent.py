@@ -218,11 +218,15 @@ class _Recurrent(Layer):
         return dx
 
 
-def _rnn_options(kwargs, *, return_sequences, return_state, go_backwards, stateful, unroll,
-                 zero_output_for_mask, dropout, recurrent_dropout):
-    return dict(return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards,
-                stateful=stateful, unroll=unroll, zero_output_for_mask=zero_output_for_mask,
-                dropout=dropout, recurrent_dropout=recurrent_dropout, **kwargs)
+# The constructor arguments every recurrent class takes (Keras's config keys, named in each class's
+# signature so that the catalog lists them) and passes to _Recurrent unchanged.
+_SHARED_OPTIONS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll", "zero_output_for_mask",
+                   "dropout", "recurrent_dropout")
+
+
+def _rnn_options(scope):
+    """The shared options and the remaining ``kwargs`` from a constructor's ``locals()``."""
+    return {**{k: scope[k] for k in _SHARED_OPTIONS}, **scope["kwargs"]}
 
 
 class SimpleRNN(_Recurrent):
@@ -239,10 +243,7 @@ class SimpleRNN(_Recurrent):
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  unroll=False, zero_output_for_mask=False, **kwargs):
         super().__init__(units, activation=activation, recurrent_activation=None, use_bias=use_bias,
-                         **_rnn_options(kwargs, return_sequences=return_sequences, return_state=return_state,
-                                        go_backwards=go_backwards, stateful=stateful, unroll=unroll,
-                                        zero_output_for_mask=zero_output_for_mask, dropout=dropout,
-                                        recurrent_dropout=recurrent_dropout))
+                         **_rnn_options(locals()))
 
 
 class LSTM(_Recurrent):
@@ -270,11 +271,7 @@ class LSTM(_Recurrent):
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
                  zero_output_for_mask=False, **kwargs):
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
-                         use_bias=use_bias,
-                         **_rnn_options(kwargs, return_sequences=return_sequences, return_state=return_state,
-                                        go_backwards=go_backwards, stateful=stateful, unroll=unroll,
-                                        zero_output_for_mask=zero_output_for_mask, dropout=dropout,
-                                        recurrent_dropout=recurrent_dropout))
+                         use_bias=use_bias, **_rnn_options(locals()))
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def build(self, input_shape, rng=None):
@@ -308,11 +305,7 @@ class GRU(_Recurrent):
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
                  zero_output_for_mask=False, **kwargs):
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
-                         use_bias=use_bias,
-                         **_rnn_options(kwargs, return_sequences=return_sequences, return_state=return_state,
-                                        go_backwards=go_backwards, stateful=stateful, unroll=unroll,
-                                        zero_output_for_mask=zero_output_for_mask, dropout=dropout,
-                                        recurrent_dropout=recurrent_dropout))
+                         use_bias=use_bias, **_rnn_options(locals()))
         self.reset_after = bool(reset_after)
 
     def bias_shape(self):

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .base import Layer, LayerError
-from .core import Dropout
+from .core import Dropout, check_noise_shape, mask_shape
 
 # SELU's constants, as keras.layers.AlphaDropout spells them.
 _ALPHA = 1.6732632423543772848170429916717
@@ -114,13 +114,12 @@ class GaussianNoise(_Noise):
         return x + self._normal(x.shape) * self.dtype.type(self.stddev)
 
 
-class GaussianDropout(_Noise):
-    """Training: ``y = x * g``, g ~ N(1, rate / (1 - rate)) elementwise; inference: ``y = x``.
+class _RateNoise(_Noise):
+    """Training-mode noise of a ``rate`` in [0, 1]: the identity at rate 0; rate 1 is refused in
+    training mode, where Keras's formula divides by zero. Subclasses set ``_rate_1`` (why, for the
+    error) and ``_apply(x)`` (the noisy forward, which sets ``_factor`` for the gradient)."""
 
-    Any shape. Gradient: ``dout * g`` with the g of the last forward (identity at inference).
-    ``rate`` in [0, 1]; rate 1 has no finite noise, and Keras fails on it (division by zero) in
-    training mode, so that call is refused.
-    """
+    _rate_1 = ""
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
@@ -132,14 +131,28 @@ class GaussianDropout(_Noise):
         if not training or self.rate == 0:
             return x
         if self.rate == 1:
-            raise LayerError("GaussianDropout with rate=1 has an infinite noise stddev sqrt(rate / (1 - rate)); "
-                             "Keras fails on it in training mode too. Received: rate=1.0")
+            raise LayerError(f"{type(self).__name__} with rate=1 {self._rate_1}; Keras fails on it in training mode "
+                             f"too. Received: rate=1.0")
+        return self._apply(x)
+
+
+class GaussianDropout(_RateNoise):
+    """Training: ``y = x * g``, g ~ N(1, rate / (1 - rate)) elementwise; inference: ``y = x``.
+
+    Any shape. Gradient: ``dout * g`` with the g of the last forward (identity at inference).
+    ``rate`` in [0, 1]; rate 1 has no finite noise, and Keras fails on it (division by zero) in
+    training mode, so that call is refused.
+    """
+
+    _rate_1 = "has an infinite noise stddev sqrt(rate / (1 - rate))"
+
+    def _apply(self, x):
         stddev = math.sqrt(self.rate / (1.0 - self.rate))
         self._factor = self._normal(x.shape) * self.dtype.type(stddev) + self.dtype.type(1.0)
         return x * self._factor
 
 
-class AlphaDropout(_Noise):
+class AlphaDropout(_RateNoise):
     """Dropout that keeps SELU's self-normalization (Klambauer et al. 2017).
 
     Training: ``keep = u >= rate``, u ~ U[0, 1) with shape ``noise_shape`` (None entries take the
@@ -150,32 +163,14 @@ class AlphaDropout(_Noise):
     formula for a, so that training call is refused.
     """
 
-    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        self.rate = _check_unit_interval("rate", rate)
-        if noise_shape is not None:
-            if isinstance(noise_shape, str) or any(
-                    d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0)
-                    for d in noise_shape):
-                raise LayerError("Invalid value received for argument `noise_shape`. Expected a tuple of positive "
-                                 f"integers or None. Received: noise_shape={noise_shape!r}")
-            noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
-        self.noise_shape = noise_shape
+    _rate_1 = "has no finite scale a = ((1 - rate) * (1 + rate * alpha'^2))^-1/2"
 
-    def forward(self, x, training=False):
-        x = self.cast(x)
-        self._factor = None
-        if not training or self.rate == 0:
-            return x
-        if self.rate == 1:
-            raise LayerError("AlphaDropout with rate=1 has no finite scale a = ((1 - rate) * (1 + rate * "
-                             "alpha'^2))^-1/2; Keras fails on it in training mode too. Received: rate=1.0")
-        shape = x.shape
-        if self.noise_shape is not None:
-            if len(self.noise_shape) != x.ndim:
-                raise LayerError(f"noise_shape {self.noise_shape} does not match the input rank {x.ndim}")
-            shape = tuple(n if d is None else d for d, n in zip(self.noise_shape, x.shape))
-        keep = (self._rng.random(shape) >= self.rate).astype(self.dtype)
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+        self.noise_shape = check_noise_shape(noise_shape)
+
+    def _apply(self, x):
+        keep = (self._rng.random(mask_shape(self.noise_shape, x.shape)) >= self.rate).astype(self.dtype)
         alpha_p = -_ALPHA * _SCALE
         a = ((1 - self.rate) * (1 + self.rate * alpha_p ** 2)) ** -0.5
         b = -a * alpha_p * self.rate

@@ -19,7 +19,7 @@ Formats (as Keras 3.15 and tf_keras 2.21 write them; their saving sources are th
 - **``.keras``**: a zip of ``config.json``, ``metadata.json`` and ``model.weights.h5`` (above).
 
 Files written by Keras 2 / tf_keras (``keras_version`` 2.x) get tf_keras semantics
-(``hard_sigmoid``); see registry.
+(``hard_sigmoid``); see registry. weights.py gives the built model the file's weights.
 """
 
 import json
@@ -31,9 +31,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import h5read, registry, schema
+from . import h5read, schema
+from .weights import assign_legacy, assign_weights
 from ..errors import ConfigError, ModelFileError, ResourceError, ScratchError, WeightMismatchError
-from ..layers.base import LayerError
 from ..models.from_config import DEFAULT_MAX_BYTES, model_from_config
 from ..models.model import Model
 
@@ -87,9 +87,9 @@ def _load(path, config, max_bytes):
             model = _build(cfg, flavor, path, max_bytes)
             weights = h5read.member(f, "model_weights", path, h5py.Group)
             if weights is not None:
-                _assign_legacy(model, weights, path, by_name=True)
+                assign_legacy(model, weights, path, by_name=True)
             else:
-                _assign_any(model, f, path)
+                assign_weights(model, f, path)
             return model
         raw = h5read.attr(f, "model_config", path)
         if raw is None:
@@ -101,7 +101,7 @@ def _load(path, config, max_bytes):
         weights = h5read.member(f, "model_weights", path, h5py.Group)
         if weights is None:
             raise WeightMismatchError(f"{path}: the file has a model_config but no 'model_weights' group")
-        _assign_legacy(model, weights, path)
+        assign_legacy(model, weights, path)
         return model
 
 
@@ -158,7 +158,7 @@ def _load_keras_zip(path, max_bytes):
         weights.seek(0)
         label = f"{path}:model.weights.h5"
         with h5read.open_h5(weights, label) as f:
-            _assign_any(model, f, label)
+            assign_weights(model, f, label)
     return model
 
 
@@ -259,159 +259,3 @@ def _values_per_sample(model):
         if isinstance(layer, Model):
             total += _values_per_sample(layer)
     return total
-
-
-# ---- weights: legacy layer_names / weight_names -------------------------------------------------
-def _assign_any(model, f, source):
-    if h5read.attr(f, "layer_names", source) is not None or h5read.attr(f, "layer_names0", source) is not None:
-        _assign_legacy(model, f, source)
-    elif h5read.member(f, "layers", source, h5py.Group) is not None:
-        _assign_v3(model, f, source)
-    else:
-        raise WeightMismatchError(f"{source}: no weights found (neither 'layers/' nor a 'layer_names' attribute)")
-
-
-def _assign_legacy(model, group, source, by_name=False):
-    """Weights of each layer from ``group/<layer name>``; unless ``by_name``, every weighted layer
-    of the file must be in the model too."""
-    names = h5read.attr_list(group, "layer_names", source)
-    known = {l.name for l in model.layers}
-    for layer in model.layers:
-        slots = _legacy_slots(layer)
-        if not slots:
-            continue
-        g = h5read.member(group, layer.name, source, h5py.Group) if layer.name in names else None
-        if g is None:
-            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) has {len(slots)} weights "
-                                      f"but the file has no weights group '{group.name.rstrip('/')}/{layer.name}'")
-        wnames = h5read.attr_list(g, "weight_names", source)
-        if len(wnames) != len(slots):
-            raise WeightMismatchError(
-                f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {len(slots)} weights "
-                f"{[_qual(l, n, layer) for l, n, _ in slots]}, the file lists {len(wnames)}: {wnames[:20]}")
-        datasets = []
-        for wn in wnames:
-            d = h5read.member(g, wn, source, h5py.Dataset)
-            if d is None:
-                raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}): weight '{wn}' is "
-                                          f"listed in weight_names but its dataset '{g.name}/{wn}' is missing")
-            datasets.append((f"{g.name}/{wn}", d))
-        _set_slots(slots, datasets, source, layer)
-    if by_name:
-        return
-    for name in names:
-        if name in known:
-            continue
-        g = h5read.member(group, name, source)
-        if isinstance(g, h5py.Group) and h5read.attr_list(g, "weight_names", source):
-            raise WeightMismatchError(f"{source}: the file has weights for layer '{name}', which the model config "
-                                      "does not contain")
-
-
-def _legacy_slots(layer):
-    if isinstance(layer, Model):
-        return [(l, n, t) for l, n, t in layer.keras_weight_slots()]
-    return [(layer, n, True) for n in layer.active_weight_names()]
-
-
-def _set_slots(slots, datasets, source, owner):
-    """Give each (layer, weight_name) slot its (dataset_path, dataset): dtype and shape are checked
-    from the header of every dataset before any is read."""
-    for (layer, name, _), (path, d) in zip(slots, datasets):
-        built = layer.weights.get(name) if isinstance(getattr(layer, "weights", None), dict) else None
-        h5read.check_weight(d, path, source, layer.expected_weight_shape(name),
-                            f"layer '{_qual(layer, None, owner)}' ({_cls(layer)}) weight '{name}'",
-                            integer=built is not None and np.asarray(built).dtype.kind in "iu")
-    per_layer = {}
-    for (layer, name, _), (path, d) in zip(slots, datasets):
-        per_layer.setdefault(id(layer), (layer, {}))[1][name] = h5read.read(d, path, source)
-    for layer, named in per_layer.values():
-        try:
-            layer.set_weights([named[n] for n in layer.active_weight_names()])
-        except LayerError as exc:
-            raise WeightMismatchError(f"{source}: {exc}") from None
-
-
-def _qual(layer, name, owner):
-    prefix = "" if layer is owner else f"{owner.name}/"
-    return f"{prefix}{layer.name}" + (f"/{name}" if name else "")
-
-
-def _cls(layer):
-    return getattr(layer, "keras_class", type(layer).__name__)
-
-
-# ---- weights: Keras 3 layers/<key>/vars ---------------------------------------------------------
-def _assign_v3(model, f, source):
-    _assign_v3_model(model, f, "layers", source)
-
-
-def _assign_v3_model(model, f, path, source):
-    counters = {}
-    for layer in model.layers:
-        stem = registry.snake_case("Functional" if _cls(layer) == "Model" else _cls(layer))
-        counters[stem] = counters.get(stem, -1) + 1
-        key = stem if counters[stem] == 0 else f"{stem}_{counters[stem]}"
-        sub = f"{path}/{key}"
-        if isinstance(layer, Model):
-            _assign_v3_model(layer, f, f"{sub}/layers", source)
-            continue
-        names = layer.active_weight_names()
-        if not names:
-            continue
-        datasets = _v3_datasets(layer, f, sub, source)
-        if len(datasets) != len(names):
-            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {len(names)} weights "
-                                      f"{list(names)}, the file has {len(datasets)} under '{sub}'")
-        _set_slots([(layer, n, True) for n in names], datasets, source, layer)
-
-
-def _v3_datasets(layer, f, path, source):
-    """(dataset_path, dataset) pairs of one layer under ``path``, in its get_weights order."""
-    cls = _cls(layer)
-    if cls in registry.RECURRENT:
-        return _vars(layer, f, f"{path}/cell", source)
-    if cls == "Bidirectional":
-        return (_v3_datasets(layer.forward_layer, f, f"{path}/forward_layer", source)
-                + _v3_datasets(layer.backward_layer, f, f"{path}/backward_layer", source))
-    if cls == "TimeDistributed":
-        return _v3_datasets(layer.layer, f, f"{path}/layer", source)
-    if hasattr(layer, "v3_parts"):   # sublayers saved under their attribute names (MultiHeadAttention)
-        return [d for sub, part in layer.v3_parts() for d in _vars(part, f, f"{path}/{sub}", source)]
-    return _vars(layer, f, path, source)
-
-
-def _group(f, path, source):
-    """The group at a slash path, each step through ``h5read.member`` (links refused); None if absent."""
-    g = f
-    for part in path.split("/"):
-        g = h5read.member(g, part, source, h5py.Group)
-        if g is None:
-            return None
-    return g
-
-
-def _vars(layer, f, path, source):
-    want = len(layer.active_weight_names())
-    if want == 0:
-        return []
-    vpath = f"{path}/vars"
-    group = _group(f, vpath, source)
-    if group is None:
-        raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) has {want} weights but the "
-                                  f"file has no group '{vpath}'")
-    out = []
-    for i in range(want):
-        d = h5read.member(group, str(i), source, h5py.Dataset)
-        if d is None:
-            raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}): weight "
-                                      f"'{layer.active_weight_names()[i]}' is missing (no dataset '{vpath}/{i}')")
-        out.append((f"{vpath}/{i}", d))
-    extra = [k for k in h5read.keys(group, source) if k.isdigit() and int(k) >= want]
-    if extra:
-        raise WeightMismatchError(f"{source}: layer '{layer.name}' ({_cls(layer)}) expects {want} weights but "
-                                  f"'{vpath}' holds {want + len(extra)}")
-    return out
-
-
-__all__ = ["load", "sniff"]

@@ -50,6 +50,22 @@ def snake_case(name):
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def keras_class(layer):
+    """The Keras class name a scratch layer stands for (a nested model's is ``Model``)."""
+    return getattr(layer, "keras_class", type(layer).__name__)
+
+
+def v3_keys(layers):
+    """``(layer, key)`` in order: the key of each layer's group in a Keras 3 weights file, its
+    class's snake_case stem with a counter per stem (``dense``, ``dense_1``; a nested model is
+    ``functional``). Reader and writer both name groups with it, so they cannot disagree."""
+    counters = {}
+    for layer in layers:
+        stem = snake_case("Functional" if keras_class(layer) == "Model" else keras_class(layer))
+        counters[stem] = counters.get(stem, -1) + 1
+        yield layer, stem if counters[stem] == 0 else f"{stem}_{counters[stem]}"
+
+
 def _is_keras_module(module):
     return module.split(".")[0] in ("keras", "tf_keras")
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..models.model import Model
 from . import registry
+from .registry import keras_class
 
 
 def _atomic(path, write):
@@ -43,10 +44,6 @@ def _atomic(path, write):
     return path
 
 
-def _cls(layer):
-    return getattr(layer, "keras_class", type(layer).__name__)
-
-
 # ---- Keras 3 .weights.h5 ------------------------------------------------------------------------
 def save_weights_h5(model, path):
     """Write ``model``'s weights as a Keras 3 ``.weights.h5``; returns the path."""
@@ -58,11 +55,7 @@ def save_weights_h5(model, path):
 
 
 def _write_v3_model(model, f, path):
-    counters = {}
-    for layer in model.layers:
-        stem = registry.snake_case("Functional" if _cls(layer) == "Model" else _cls(layer))
-        counters[stem] = counters.get(stem, -1) + 1
-        key = stem if counters[stem] == 0 else f"{stem}_{counters[stem]}"
+    for layer, key in registry.v3_keys(model.layers):
         sub = f"{path}/{key}"
         if isinstance(layer, Model):
             _write_v3_model(layer, f, f"{sub}/layers")
@@ -72,7 +65,7 @@ def _write_v3_model(model, f, path):
 
 
 def _write_v3_layer(layer, f, path):
-    cls = _cls(layer)
+    cls = keras_class(layer)
     if cls in registry.RECURRENT:
         f.require_group(f"{path}/vars")
         return _write_vars(layer, f, f"{path}/cell")

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from keras_ref.data import (SPLITS, array_sha256, ids_sha256, load_digits_split, resize_bilinear,
-                            stratified_split)
+from keras_ref.data import array_sha256, ids_sha256, load_digits_split
+from keras_ref.digits import SPLITS, resize_bilinear, stratified_split
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from keras_ref.data import array_sha256, stratified_split
+from keras_ref.data import array_sha256
+from keras_ref.digits import stratified_split
 from keras_ref.scenes import cell_targets, digit_crops, load_digit_scenes, slot_targets
 
 SIZES = {"small": "small", "little": "small", "large": "large", "big": "large"}

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parity.cli import main, random_inputs
+from parity.cli import main
+from parity.cli_inputs import random_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 

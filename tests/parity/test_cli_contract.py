@@ -19,7 +19,7 @@ def test_internal_error_is_exit_2_saying_so(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "_load_scratch", broken)
+    monkeypatch.setattr(cli, "load_scratch", broken)
     rc, _, err = _run(["check", SEEDS / "k3_mlp.h5"], capsys)
     assert rc == 2 and len(err) == 1
     assert err[0].startswith("parity: internal error (a bug in parity or scratch, not in your input): "

@@ -68,7 +68,7 @@ def test_a_text_file_as_inputs_gets_no_pickle_advice(tmp_path, capsys):
 
 
 def test_a_one_array_npz_with_another_name_is_noted(tmp_path, capsys):
-    from parity.cli import read_inputs
+    from parity.cli_inputs import read_inputs
     import scratch
 
     np.savez(tmp_path / "x.npz", pictures=np.zeros((2, 32, 32, 1), np.float32))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from parity.compare import (SampleOrderError, assert_same_samples, compare_layers, effective_reductions,
-                            error_budget, format_table, own_reduction, summarize)
+                            error_budget, own_reduction, summarize)
+from parity.compare_table import format_table
 
 
 # ---- same samples, same order ---------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_the_attack_is_real(evil):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_scratch_load_and_the_keras_runner_refuse_every_shape(shape, evil, variants):
     from parity import keras_runner as kr
-    from parity.suite import per_layer
+    from parity.suite_context import per_layer
 
     _, marker, _, _ = evil
     path = variants[shape]

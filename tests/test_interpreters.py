@@ -1,0 +1,101 @@
+"""The engine computes the same bits on every Python that ``requires-python`` admits.
+
+The harness (TensorFlow, Keras, the reports) is tested on the interpreter that runs this suite. The
+engine alone is installed from the project's wheel into a fresh venv of each other claimed version
+(numpy and h5py at their pinned versions, from the package registry), and ``engine_probe.py`` runs
+there: committed models in both file formats, float32 and float64 predictions, and two seeded epochs
+of training. Its arrays must equal, bit for bit, what the same probe computes in this process: the
+numpy build and its BLAS are the same, so any difference is the interpreter's.
+
+Interpreters are looked up as ``pythonX.Y`` on PATH, then under pyenv's versions; PARITY_PYTHONS
+(paths separated by ':') overrides the search. A claimed version that cannot be found fails: the
+claim in pyproject.toml is only as good as this test.
+"""
+
+import glob
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = Path(__file__).with_name("engine_probe.py")
+OTHER_VERSIONS = ("3.12", "3.13")
+
+
+def _claimed_range():
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'^requires-python\s*=\s*"([^"]+)"', text, re.M).group(1)
+
+
+def _interpreter(version):
+    """The path of a working Python `version` interpreter on this machine, or None."""
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = [p for p in os.environ.get("PARITY_PYTHONS", "").split(":") if p]
+    candidates += [shutil.which(f"python{version}")]
+    candidates += sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"), reverse=True)
+    for path in filter(None, candidates):
+        # A pyenv shim is on PATH even when that version is not selected; ask each one what it is.
+        done = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip() == version:
+            return path
+    return None
+
+
+def _load_probe():
+    # Loaded from its file: putting tests/ on sys.path would let tests/scratch shadow the engine.
+    spec = importlib.util.spec_from_file_location("engine_probe", PROBE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_requires_python_names_exactly_the_tested_versions():
+    assert sys.version_info[:2] == (3, 11), "the harness side is tested on 3.11; update OTHER_VERSIONS"
+    assert _claimed_range() == ">=3.11,<3.14", _claimed_range()
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    str(ROOT), "-w", str(out)], check=True, cwd=out)
+    return next(out.glob("*.whl"))
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return _load_probe().probe(ROOT / "weights")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", OTHER_VERSIONS)
+def test_engine_gives_the_same_bits_on(version, wheel, expected, tmp_path):
+    python = _interpreter(version)
+    assert python, (f"pyproject.toml claims Python {version} but no python{version} was found on PATH or under "
+                    f"pyenv; install it or point PARITY_PYTHONS at it")
+    env_dir = tmp_path / "venv"
+    subprocess.run([python, "-m", "venv", str(env_dir)], check=True)
+    env_python = env_dir / "bin" / "python"
+    subprocess.run([str(env_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+                   check=True, cwd=tmp_path)
+    out = tmp_path / "probe.npz"
+    # -P keeps the probe's own folder (tests/, holding tests/scratch) off sys.path.
+    done = subprocess.run([str(env_python), "-P", str(PROBE), str(ROOT / "weights"), str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    got = np.load(out)
+    assert str(got["__python__"]).startswith(version + ".")
+    assert str(env_dir) in str(got["__engine__"]), "the probe must run the installed wheel, not the checkout"
+    for key, want in expected.items():
+        have = got[key.replace("/", "|")]
+        assert have.dtype == want.dtype and np.array_equal(have, want), f"{key} differs on Python {version}"
+    assert len(got.files) == len(expected) + 2
