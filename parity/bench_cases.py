@@ -43,7 +43,7 @@ def _manifest():
 
 
 def _test_split(entry):
-    from .suite import _load_dataset
+    from .suite_context import _load_dataset
 
     key = repr(sorted(entry.dataset.items()))
     if key not in _DATA:
