@@ -132,7 +132,10 @@ class ReLU(Layer):
     def forward(self, x, training=False):
         x = self.cast(x)
         self._cache = x
-        return parallel.rowwise(self._relu.forward, x)   # on both cores, as TensorFlow's Relu
+        plain = self.negative_slope == 0.0 and self.max_value is None and self.threshold == 0.0
+        zero = x.dtype.type(0)
+        into = (lambda chunk, out: np.maximum(chunk, zero, out=out)) if plain else None
+        return parallel.rowwise(self._relu.forward, x, into=into)   # on both cores, as TF's Relu
 
     def backward(self, dout):
         return self._relu.backward(self._cache, None, self.cast(dout))

@@ -153,3 +153,5 @@ def test_rowwise_is_the_function_on_the_whole_array(shape, monkeypatch):
     out = parallel.rowwise(lambda v: np.maximum(v, np.float32(0)) * 2, x, chunk_bytes=64)
     assert out.shape == x.shape and out.dtype == x.dtype
     np.testing.assert_array_equal(out, np.maximum(x, 0) * 2)
+    into = parallel.rowwise(None, x, chunk_bytes=64, into=lambda v, o: np.multiply(np.maximum(v, 0), 2, out=o))
+    np.testing.assert_array_equal(into, out)
