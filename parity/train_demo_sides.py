@@ -109,7 +109,6 @@ def _val(val):
 def train_scratch(smodel, data, settings, seed, loss):
     """Train the scratch ``smodel`` the same way; same return keys as ``train_keras``."""
     from scratch import optimizers as sopt
-    from scratch.parallel import single_threaded_blas
     from scratch.trainer import EarlyStopping, Trainer
 
     xs, y, sw = data["train"]
@@ -117,10 +116,8 @@ def train_scratch(smodel, data, settings, seed, loss):
     stop = EarlyStopping(monitor="val_loss", patience=settings["patience"], min_delta=settings["min_delta"],
                          restore_best_weights=settings["restore_best_weights"])
     start = time.perf_counter()
-    # Many small products: OpenBLAS's own threads lose 3-10x on a shared 2-core machine (scratch.parallel).
-    with single_threaded_blas():
-        h = trainer.fit(list(xs), y, batch_size=int(settings["batch_size"]), epochs=int(settings["max_epochs"]),
-                        shuffle=True, seed=seed, validation_data=data["val"], sample_weight=sw, callbacks=[stop])
+    h = trainer.fit(list(xs), y, batch_size=int(settings["batch_size"]), epochs=int(settings["max_epochs"]),
+                    shuffle=True, seed=seed, validation_data=data["val"], sample_weight=sw, callbacks=[stop])
     return dict(history={k: [float(v) for v in h[k]] for k in ("loss", "val_loss")}, epochs_run=len(h["loss"]),
                 best_epoch=int(stop.best_epoch) + 1, seconds=time.perf_counter() - start, same_batches=True,
                 weights=[np.asarray(w) for w in smodel.get_weights()])

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
+from . import parallel
 from .errors import ScratchError
 from .layers import activations
 from .models.model import Model
@@ -114,6 +115,12 @@ class Trainer:
     # ---- one batch --------------------------------------------------------------------------
     def loss_and_grads(self, x, y, sample_weight=None, training=True, keep_state=False):
         """``(loss, {weight key: gradient})`` for one batch; ``keep_state`` restores BN statistics after."""
+        # As in predict: the engine spreads big products over its own pool; a multi-threaded BLAS call
+        # under it waits for every thread and stalls on a busy machine (a captioner batch: 5x).
+        with parallel.single_threaded_blas():
+            return self._loss_and_grads(x, y, sample_weight, training, keep_state)
+
+    def _loss_and_grads(self, x, y, sample_weight, training, keep_state):
         self._check_compiled()
         model = self.model
         xs = model._standardize(x)
@@ -147,6 +154,10 @@ class Trainer:
         return value
 
     def test_on_batch(self, x, y, sample_weight=None):
+        with parallel.single_threaded_blas():
+            return self._test_on_batch(x, y, sample_weight)
+
+    def _test_on_batch(self, x, y, sample_weight):
         self._check_compiled()
         out = self.model.forward(_one(self.model._standardize(x)), training=False)
         mask = self.model.output_masks[0] if self.model.output_masks else None

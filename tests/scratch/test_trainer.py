@@ -155,3 +155,21 @@ def test_errors(tmp_path):
     t.compile("sparse_categorical_crossentropy", "sgd")
     with pytest.raises(TrainerError, match="different numbers of samples"):
         t.fit(np.zeros((4, 6)), np.zeros(3, int))
+
+
+def test_training_runs_blas_on_one_thread(tmp_path, monkeypatch):
+    """Like predict, a training step leaves big products to the engine's pool: BLAS must be at 1 thread inside."""
+    import keras
+
+    from scratch import parallel
+
+    assert parallel.blas_library() is not None, "numpy's OpenBLAS was not found; the engine cannot pin its threads"
+    _keras_mlp(keras, tmp_path / "m.h5")
+    x, y = _toy()
+    seen = []
+    trainer = Trainer(scratch.load(tmp_path / "m.h5")).compile("sparse_categorical_crossentropy", "adam")
+    real = trainer.model.backward
+    monkeypatch.setattr(trainer.model, "backward", lambda d: (seen.append(parallel.blas_threads()), real(d))[1])
+    trainer.train_on_batch(x, y)
+    trainer.fit(x, y, batch_size=16, epochs=1, validation_data=(x, y))
+    assert seen and set(seen) == {1}, seen
