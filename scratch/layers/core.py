@@ -132,10 +132,23 @@ class ReLU(Layer):
     def forward(self, x, training=False):
         x = self.cast(x)
         self._cache = x
-        plain = self.negative_slope == 0.0 and self.max_value is None and self.threshold == 0.0
-        zero = x.dtype.type(0)
-        into = (lambda chunk, out: np.maximum(chunk, zero, out=out)) if plain else None
-        return parallel.rowwise(self._relu.forward, x, into=into)   # on both cores, as TF's Relu
+        into = self._into(x.dtype)
+        if into is None:   # through a temporary per chunk the pool was slower than one pass
+            return self._relu.forward(x)
+        return parallel.rowwise(self._relu.forward, x, into=into)   # both cores, as TF's Relu
+
+    def _into(self, dtype):
+        """The relu (and relu6) as passes written straight into an output chunk: the very passes
+        of ``ParametricReLU.forward``, without its temporary."""
+        if self.negative_slope != 0.0 or self.threshold != 0.0:
+            return None
+        zero, cap = dtype.type(0), None if self._relu._cap is None else dtype.type(self._relu._cap)
+
+        def into(chunk, out):
+            np.maximum(chunk, zero, out=out)
+            if cap is not None:
+                np.minimum(out, cap, out=out)
+        return into
 
     def backward(self, dout):
         return self._relu.backward(self._cache, None, self.cast(dout))

@@ -155,3 +155,19 @@ def test_rowwise_is_the_function_on_the_whole_array(shape, monkeypatch):
     np.testing.assert_array_equal(out, np.maximum(x, 0) * 2)
     into = parallel.rowwise(None, x, chunk_bytes=64, into=lambda v, o: np.multiply(np.maximum(v, 0), 2, out=o))
     np.testing.assert_array_equal(into, out)
+
+
+@pytest.mark.parametrize("config", [{}, {"max_value": 6.0}, {"max_value": 0.5, "threshold": 0.2},
+                                    {"negative_slope": 0.1}])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_layer_on_the_pool_is_the_one_pass_relu(config, dtype, monkeypatch):
+    from scratch.layers.core import ReLU
+
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 0)
+    layer = ReLU(**config, dtype=dtype)
+    x = (np.random.default_rng(7).normal(size=(3, 70, 50, 8)) * 4).astype(dtype)
+    x[0, 0, 0, :3] = [0.0, 6.0, -0.0]
+    out = layer.forward(x)
+    assert out.dtype == x.dtype
+    np.testing.assert_array_equal(out, layer._relu.forward(x))
