@@ -43,11 +43,11 @@ def _manifest():
 
 
 def _test_split(entry):
-    from .suite_context import _load_dataset
+    from .suite_context import load_dataset
 
     key = repr(sorted(entry.dataset.items()))
     if key not in _DATA:
-        _DATA[key] = _load_dataset(entry.dataset)
+        _DATA[key] = load_dataset(entry.dataset)
     return _DATA[key]
 
 

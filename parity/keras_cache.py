@@ -39,6 +39,11 @@ def array_fingerprint(*arrays):
     return h.hexdigest()
 
 
+def ids_fingerprint(ids):
+    """sha256 of the sample ids in order (ints and strings alike, as their text)."""
+    return hashlib.sha256(json.dumps([str(i) for i in ids]).encode()).hexdigest()
+
+
 class KerasCache:
     """``get(parts)`` / ``put(parts, arrays, meta)``; ``parts`` is a JSON-able description of the entry."""
 

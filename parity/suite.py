@@ -17,7 +17,6 @@ and ``suite_context`` holds what both share (the Context, per-layer comparison, 
 """
 
 import fnmatch
-import hashlib
 import json
 import os
 import time
@@ -27,7 +26,7 @@ import numpy as np
 
 from . import compare as cmp
 from .cli_inputs import BadInput
-from .keras_cache import KerasCache, array_fingerprint, file_sha256
+from .keras_cache import KerasCache, array_fingerprint, file_sha256, ids_fingerprint
 from .report import to_json
 from .manifest import Manifest, ManifestError
 from .suite_captioner import evaluate_captioner
@@ -48,7 +47,7 @@ def classifier_reference(ctx, path, data, trace_x):
     """Keras's side of a classifier (per-layer outputs, predictions, parameter count, first kernel),
     from the cache when the same file, inputs and stack were run before. Returns (ref, source)."""
     parts = dict(kind="classifier-v1", model=file_sha256(path), x=array_fingerprint(data["x"]),
-                 ids=hashlib.sha256(json.dumps([str(i) for i in data["ids"]]).encode()).hexdigest(),
+                 ids=ids_fingerprint(data["ids"]),
                  trace=array_fingerprint(trace_x))
     hit = ctx.cache.get(parts)
     if hit is not None:

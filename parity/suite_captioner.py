@@ -1,17 +1,74 @@
 """``parity run`` for a captioner: its encoder, step and training models per layer, then greedy and
 beam-search decoding on both sides compared step by step, and coco metrics for both caption sets,
-gated against the MANIFEST's Keras BLEU-4 (``suite_context.gate``)."""
+gated against the MANIFEST's Keras BLEU-4 (``suite_context.gate``). Keras's side comes from the
+cache (``keras_cache``) when the same files, inputs and stack were run before."""
 
+import json
 import time
 
 import numpy as np
 
 from . import compare as cmp
-from .suite_context import gate, per_layer, record_params, subset
+from . import decode_records as records
+from .keras_cache import array_fingerprint, file_sha256, ids_fingerprint
+from .report import to_json
+from .suite_context import gate, keras_layers, record_params, scratch_layers, subset
+
+
+def captioner_reference(ctx, entry, data, few, tokens, beam_images, kw):
+    """Keras's side of a captioner: per-layer outputs of the encoder, step and training models, the
+    encoder's states that feed the step check, the parameter count, and the greedy and beam decoding
+    records (``keras_decode``), from the cache when the same files, inputs and stack were run before.
+    Returns (ref, source)."""
+    width = ctx.args.beam_width
+    parts = dict(kind="captioner-v1", files={part: [file_sha256(p) for p in entry.source(part) if p]
+                                             for part in ("encoder", "step", "train")},
+                 x=array_fingerprint(data["x"]), ids=ids_fingerprint(data["ids"]), trace=array_fingerprint(few, tokens),
+                 beam_images=len(beam_images), beam_width=width, decode=kw)
+    hit = ctx.cache.get(parts)
+    if hit is not None:
+        return _from_store(*hit), "cache"
+    from . import keras_decode
+
+    kr, images = ctx.kr, data["x"]
+    kenc, enc_infos, enc_out = keras_layers(ctx, entry.source("encoder"), few)
+    kstates = [np.asarray(s) for s in kr.as_list(kr.call(kenc, few))]
+    kstep, step_infos, step_out = keras_layers(ctx, entry.source("step"), _step_inputs(kw["start"], kstates))
+    ktrain, train_infos, train_out = keras_layers(ctx, entry.source("train"), [few, tokens])
+    t0 = time.perf_counter()
+    greedy = keras_decode.greedy(kenc, kstep, images, **kw)
+    t1 = time.perf_counter()
+    beam = keras_decode.beam(kenc, kstep, beam_images, beam_width=width, **kw)
+    t2 = time.perf_counter()
+    arrays = {f"kstates/{i}": s for i, s in enumerate(kstates)}
+    meta = dict(params=int(kr.count_params(ktrain)), keras_s=t1 - t0, keras_beam_s=t2 - t1, kstates=len(kstates))
+    for part, infos, outputs in (("encoder", enc_infos, enc_out), ("step", step_infos, step_out),
+                                 ("train", train_infos, train_out)):
+        arrays.update({f"{part}/out/{n}": v for n, v in outputs.items()})
+        meta[part] = dict(infos=infos, output_names=list(outputs))
+    for name, (to_store, record) in dict(greedy=(records.greedy_to_store, greedy),
+                                         beam=(records.beam_to_store, beam)).items():
+        more, meta[name] = to_store(name, record)
+        arrays.update(more)
+    meta = json.loads(to_json(meta))   # a hit reads JSON back: a miss must see the same values
+    ctx.cache.put(parts, arrays, meta)
+    return _from_store(arrays, meta), "keras"
+
+
+def _from_store(arrays, meta):
+    ref = dict(meta, kstates=[arrays[f"kstates/{i}"] for i in range(meta["kstates"])],
+               greedy=records.greedy_from_store("greedy", arrays, meta["greedy"]),
+               beam=records.beam_from_store("beam", arrays, meta["beam"]))
+    for part in ("encoder", "step", "train"):
+        ref[part] = dict(meta[part], outputs={n: arrays[f"{part}/out/{n}"] for n in meta[part]["output_names"]})
+    return ref
+
+
+def _step_inputs(start, states):
+    return [np.full((len(states[0]), 1), start, np.int32), *states]
 
 
 def evaluate_captioner(ctx, entry):
-    from . import keras_decode
     from .captioning import compare_beam, compare_greedy, detokenize
     from scratch.models import decode as sdecode
 
@@ -22,27 +79,25 @@ def evaluate_captioner(ctx, entry):
     vocab = entry.vocab()
     images = data["x"]
     few = images[: args.trace_samples]
-    enc_res, kenc, senc, enc_infos, enc_red = per_layer(ctx, entry.source("encoder"), few)
-    kstates = ctx.kr.as_list(ctx.kr.call(kenc, few))
-    step_x = [np.full((len(few), 1), vocab["start"], np.int32), *kstates]
-    step_res, kstep, sstep, step_infos, step_red = per_layer(ctx, entry.source("step"), step_x)
     tokens = _teacher_tokens(data["tokens"][: args.trace_samples], vocab)
-    train_res, ktrain, strain, _, _ = per_layer(ctx, entry.source("train"), [few, tokens])
-    out["per_layer"] = dict(encoder=enc_res, step=step_res, train=train_res)
     kw = dict(start=vocab["start"], end=vocab["end"], max_len=int(vocab["max_len"]))
-    reds = dict(encoder_reduction=max(enc_red.values(), default=1), step_reduction_=max(step_red.values(), default=1))
-    t0 = time.perf_counter()
-    kg = keras_decode.greedy(kenc, kstep, images, **kw)
-    t1 = time.perf_counter()
-    sg = sdecode.greedy_decode(senc, sstep, images, batch_size=4096, **kw)
-    t2 = time.perf_counter()
     beam_images = images[: args.beam_samples] if args.beam_samples else images
-    kb = keras_decode.beam(kenc, kstep, beam_images, beam_width=args.beam_width, **kw)
-    t3 = time.perf_counter()
+    ref, out["keras_source"] = captioner_reference(ctx, entry, data, few, tokens, beam_images, kw)
+    inputs = dict(encoder=few, step=_step_inputs(kw["start"], ref["kstates"]), train=[few, tokens])
+    checked = {part: scratch_layers(ctx, entry.source(part), x, ref[part]["infos"], ref[part]["outputs"])
+               for part, x in inputs.items()}
+    out["per_layer"] = {part: res for part, (res, _, _) in checked.items()}
+    (_, senc, enc_red), (_, sstep, step_red), (_, strain, _) = (checked[p] for p in ("encoder", "step", "train"))
+    reds = dict(encoder_reduction=max(enc_red.values(), default=1), step_reduction_=max(step_red.values(), default=1))
+    kg, kb = ref["greedy"], ref["beam"]
+    t0 = time.perf_counter()
+    sg = sdecode.greedy_decode(senc, sstep, images, batch_size=4096, **kw)
+    t1 = time.perf_counter()
     sb = sdecode.beam_search(senc, sstep, beam_images, beam_width=args.beam_width, batch_size=4096, **kw)
-    t4 = time.perf_counter()
-    out["timing"] = dict(keras_s=t1 - t0, scratch_s=t2 - t1, keras_beam_s=t3 - t2, scratch_beam_s=t4 - t3,
-                         samples=len(images), keras_call=ctx.kr.KERAS_CALL)
+    t2 = time.perf_counter()
+    out["timing"] = dict(keras_s=ref["keras_s"], scratch_s=t1 - t0, keras_beam_s=ref["keras_beam_s"],
+                         scratch_beam_s=t2 - t1, samples=len(images), keras_call=ctx.kr.KERAS_CALL,
+                         keras_from_cache=out["keras_source"] == "cache")
     cmp.assert_same_samples(data["ids"][: len(kg["captions"])], data["ids"][: len(sg["captions"])],
                             what=f"{entry.name} test split")
     out["greedy"] = compare_greedy(kg, sg, **reds)
@@ -55,7 +110,7 @@ def evaluate_captioner(ctx, entry):
     if len(beam_images) == len(images):
         out["metrics"].update(_caption_metrics(ctx, data, {k: v for k, v in caps.items() if "beam" in k}))
     # The encoder and step graphs share layers with the training model, which holds every weight once.
-    record_params(out, ctx.kr.count_params(ktrain), strain.count_params())
+    record_params(out, ref["params"], strain.count_params())
     # The report shows every caption the two sides disagree on, then a few that agree, as words.
     shown = _shown_samples(out, len(images))
     out["samples"] = [dict(index=i, id=data["ids"][i], references=data["captions"][i][:2], keras=caps["keras"][i],

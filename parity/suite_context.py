@@ -1,6 +1,6 @@
 """What every model evaluation of ``parity run`` shares: the ``Context`` (options, the Keras runner,
 the test splits rebuilt from their MANIFEST loaders, METEOR, the cache), the per-layer comparison of
-one model file, the parameter-count check and the metric gate.
+one model file (Keras's side and scratch's), the parameter-count check and the metric gate.
 
 ``parity.suite`` evaluates classifiers and runs the job; ``parity.suite_captioner`` evaluates
 captioners. Both import this module and neither imports the other's evaluation.
@@ -32,11 +32,11 @@ class Context:
     def dataset(self, spec):
         key = repr(sorted(spec.items()))
         if key not in self.data:
-            self.data[key] = _load_dataset(spec)
+            self.data[key] = load_dataset(spec)
         return self.data[key]
 
 
-def _load_dataset(spec):
+def load_dataset(spec):
     """The test split a MANIFEST entry names, rebuilt by its keras_ref loader with the recorded kwargs."""
     loader = spec.get("loader", "")
     module, _, func = loader.rpartition(".")
@@ -60,23 +60,32 @@ def subset(data, n):
     return {k: (v[:n] if hasattr(v, "__len__") else v) for k, v in data.items()}
 
 
-def per_layer(ctx, source, x):
-    """Keras probe vs scratch trace (float32) vs scratch float64 truth on ``x``; ``source`` is a
-    ``(path, config)`` pair (see ``Entry.source``)."""
+def memory_budget(args):
+    """What one model file may claim (``--max-memory``, else the engine's default)."""
+    import scratch
+
+    return getattr(args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
+
+
+def keras_layers(ctx, source, x):
+    """Keras's side of a per-layer check on ``x``: (model, layer infos, flattened outputs); ``source``
+    is a ``(path, config)`` pair (``Entry.source``). ``load_model`` lets the engine's gate clear the file first."""
+    kr = ctx.kr
+    kmodel = kr.load_model(*source, max_bytes=memory_budget(ctx.args))
+    return kmodel, kr.layer_infos(kmodel), cmp.flatten_outputs(kr.intermediate_outputs(kmodel, x))
+
+
+def scratch_layers(ctx, source, x, infos, keras_outputs):
+    """The scratch trace (float32) against Keras's outputs on ``x``, with scratch in float64 as the
+    truth: (comparison, scratch model, effective reductions)."""
     import scratch
 
     path, config = source
-    kr = ctx.kr
-    budget = getattr(ctx.args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
-    smodel = scratch.load(path, config=config, max_bytes=budget)   # Keras gets the file once cleared (load_model)
-    kmodel = kr.load_model(path, config, max_bytes=budget)
-    infos = kr.layer_infos(kmodel)
-    keras_out = kr.intermediate_outputs(kmodel, x)
-    trace = smodel.trace(x)
-    truth = scratch.load(path, config=config).to_dtype("float64").trace(x)
-    res = cmp.compare_layers(keras_out, trace, infos, truth=truth)
-    red = cmp.effective_reductions(infos)
-    return res, kmodel, smodel, infos, red
+    budget = memory_budget(ctx.args)
+    smodel = scratch.load(path, config=config, max_bytes=budget)
+    truth = scratch.load(path, config=config, max_bytes=budget).to_dtype("float64").trace(x)
+    res = cmp.compare_layers(keras_outputs, smodel.trace(x), infos, truth=truth)
+    return res, smodel, cmp.effective_reductions(infos)
 
 
 def record_params(out, keras_count, scratch_count):

@@ -57,12 +57,20 @@ def test_only_the_entry_points_import_the_cli():
     assert {m for m, edges in graph.items() if "parity.cli" in edges} <= {"parity.__main__", "parity.fuzz"}
 
 
-def test_cycle_finder_can_fail(tmp_path):
-    # A two-module cycle through a function-level import, and a three-module one through `from . import`.
+def test_every_name_imported_from_the_project_exists():
+    # A function-level `from .suite import _load_dataset` fails only when that function runs: moving code
+    # must not leave such an import behind.
+    files = module_files()
+    assert missing_names(files) == []
+
+
+def test_the_checkers_can_fail(tmp_path):
+    # A two-module cycle through a function-level import, a three-module one through `from . import`,
+    # and a function-level import of a name that is not there.
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from pkg.b import f\n")
+    (pkg / "a.py").write_text("from pkg.b import f\n\n\ndef g():\n    pass\n")
     (pkg / "b.py").write_text("def f():\n    from .a import g\n")
     (pkg / "c.py").write_text("from . import d\n")
     (pkg / "d.py").write_text("import pkg.e\n")
@@ -70,6 +78,9 @@ def test_cycle_finder_can_fail(tmp_path):
     graph = import_graph(module_files(tmp_path, ["pkg"]))
     assert graph["pkg.e"] == {"pkg.c", "pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d", "pkg.e"]]
+    (pkg / "f.py").write_text("def g():\n    from .a import f, gone\n")
+    assert [line.split(": ", 1)[1] for line in missing_names(module_files(tmp_path, ["pkg"]), tmp_path)] == [
+        "from pkg.a import gone"]
 
 
 @pytest.mark.parametrize("source, bad", [
@@ -169,3 +180,56 @@ def cycles(graph):
         if v not in index:
             visit(v)
     return sorted(found)
+
+
+def defined_names(path):
+    """Names a module defines at its top level (functions, classes, assignments, imports), ``*`` if it
+    star-imports or sets ``__getattr__`` (then anything may exist)."""
+    names = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.If, ast.Try)):
+            names.update(defined_names_in(node))
+    return names
+
+
+def defined_names_in(node):
+    found = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.FunctionDef, ast.ClassDef)):
+            found.add(sub.name)
+        elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+            found.add(sub.id)
+        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+            found.update((a.asname or a.name).split(".")[0] for a in sub.names)
+    return found
+
+
+def missing_names(files, root=ROOT):
+    """``file:line: from M import name`` for every name a project module imports from another that
+    neither defines it nor has it as a submodule."""
+    defined = {m: defined_names(p) for m, p in files.items()}
+    found = []
+    for module, path in files.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module
+            if base not in files or "*" in defined[base] or "__getattr__" in defined[base]:
+                continue
+            for alias in node.names:
+                if alias.name != "*" and alias.name not in defined[base] and f"{base}.{alias.name}" not in files:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: from {base} import {alias.name}")
+    return found

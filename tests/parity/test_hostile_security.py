@@ -112,7 +112,7 @@ def test_the_attack_is_real(evil):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_scratch_load_and_the_keras_runner_refuse_every_shape(shape, evil, variants):
     from parity import keras_runner as kr
-    from parity.suite_context import per_layer
+    from parity.suite_context import keras_layers, scratch_layers
 
     _, marker, _, _ = evil
     path = variants[shape]
@@ -125,12 +125,14 @@ def test_scratch_load_and_the_keras_runner_refuse_every_shape(shape, evil, varia
     with pytest.raises(scratch.UnsupportedLayerError, match=r"Lambda"):
         kr.load_model(path, path.with_suffix(".json"))
 
-    class Ctx:   # the suite's load path (``parity run``): per_layer over a (path, config) source
+    class Ctx:   # the suite's load paths (``parity run``): both sides of a per-layer check of a (path, config)
         kr, args = None, None
 
     Ctx.kr = kr
     with pytest.raises(scratch.ScratchError):
-        per_layer(Ctx, (path, None), None)
+        keras_layers(Ctx, (path, None), None)
+    with pytest.raises(scratch.ScratchError):
+        scratch_layers(Ctx, (path, None), None, None, None)
     assert not marker.exists(), f"{shape}: the Lambda's bytecode ran"
 
 
