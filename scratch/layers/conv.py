@@ -8,12 +8,14 @@ rebuilds the same blocks, so nothing larger than one block is ever held.
 Forward passes (what ``predict`` runs): blocks of at most ``windows.FORWARD_BLOCK_BYTES`` are copied
 into a reused per-thread buffer, multiplied straight into their rows of the output, and finished
 there (bias, activation) while still in cache; the blocks run on the engine's pool
-(``scratch.parallel``). A 1x1 Conv2D needs no patch matrix: its (strided) pixels are the rows.
+(``scratch.parallel``). A 1x1 Conv2D needs no patch matrix: its (strided) pixels are the rows;
+nor does a stride-1 Conv2D with a medium channel count (one product per tap, ``conv_taps``).
 """
 
 import numpy as np
 
-from . import activations, windows
+from . import activations, conv_taps, windows
+from .conv_base import init_weight as _init_weight, positive_int as _positive_int
 from .. import parallel
 from .base import Layer, LayerError, as_tuple
 
@@ -23,22 +25,10 @@ from .base import Layer, LayerError, as_tuple
 FEW_CHANNELS = 4
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise LayerError(f"{name} must be a positive int. Received: {name}={value!r}")
-    return int(value)
-
-
 def _check_built(layer):
     if "kernel" not in layer.weights:
         raise LayerError(f"{type(layer).__name__} '{layer.name}' has no weights yet: call build(input_shape) "
                          "or set_weights first")
-
-
-def _init_weight(rng, shape, fan_in, dtype):
-    if rng is None:
-        return np.zeros(shape, dtype=dtype)
-    return rng.normal(0.0, 1.0 / np.sqrt(max(1, fan_in)), size=shape).astype(dtype)
 
 
 class Conv2D(Layer):
@@ -140,17 +130,29 @@ class Conv2D(Layer):
         y = z if self.activation.name == "linear" else np.empty_like(z)
         if self.kernel_size == (1, 1) and self.groups == 1:
             self._forward_pointwise(xp, z, y)
+        elif conv_taps.use_taps(self, xp.shape, (oh, ow)):
+            self._forward_taps(xp, z, y)
         else:
             self._forward_patches(xp, z, y)
         self._cache = (x.shape, pads, xp, z, y)
         return y
 
     def _finish(self, zb, yb):
-        """Bias and activation of one block, in place (while the block is still in cache)."""
+        """Bias and activation of one block, in place (while the block is still in cache). A short
+        bias is added along whole output rows: numpy's inner loop runs along the last axis, one
+        call per 8 values for 8 filters (whole rows: 2.7x faster on a (4, 64, 64, 8) block)."""
         if self.use_bias:
-            zb += self.weights["bias"]
+            bias = self.weights["bias"]
+            if zb.ndim == 4 and bias.size < 64:
+                rows = zb.reshape(-1, zb.shape[2] * bias.size)
+                rows += np.tile(bias, zb.shape[2])
+            else:
+                zb += bias
         if yb is not zb:
-            yb[...] = self.activation.forward(zb)
+            if self.activation.name == "relu":
+                np.maximum(zb, 0, out=yb)       # no temporary block
+            else:
+                yb[...] = self.activation.forward(zb)
 
     def _forward_pointwise(self, xp, z, y):
         """1x1 kernels need no patch matrix: the (strided) pixels are the rows of the product."""
@@ -167,6 +169,16 @@ class Conv2D(Layer):
 
         cost = rows.shape[0] * rows.shape[1] * self.filters
         parallel.run_blocks(part, parallel.row_chunks(rows.shape[0], rows.shape[1] * self.filters), cost=cost)
+
+    def _forward_taps(self, xp, z, y):
+        """Stride 1: one product per kernel tap on shifted pixel rows, no patch matrix (conv_taps)."""
+        todo, work = conv_taps.tap_blocks(np.ascontiguousarray(xp), self.weights["kernel"], self.dilation_rate, z)
+
+        def block(b):
+            work(b)
+            self._finish(z[b], y[b])
+
+        parallel.run_blocks(block, todo, cost=z.size * self.weights["kernel"][..., 0].size)
 
     def _forward_patches(self, xp, z, y):
         """im2col in blocks small enough to stay in cache; each block's product is written straight

@@ -52,12 +52,16 @@ class Dense(Layer):
         x = self.cast(x)
         kernel = self.weights["kernel"]
         if x.ndim >= 2 and x.shape[-1] == kernel.shape[0]:
-            # One product over all leading axes, split by rows over the engine's pool (scratch.parallel).
-            z = parallel.matmul(x.reshape(-1, kernel.shape[0]), kernel).reshape(*x.shape[:-1], self.units)
+            # One product over all leading axes, split over the engine's pool (scratch.parallel).
+            # The bias is added to each part of the product while it is still in cache.
+            bias = self.weights["bias"] if self.use_bias else None
+            finish = None if bias is None else (lambda part, cols: np.add(part, bias[cols], out=part))
+            z = parallel.matmul(x.reshape(-1, kernel.shape[0]), kernel, finish=finish)
+            z = z.reshape(*x.shape[:-1], self.units)
         else:
             z = x @ kernel   # rank 1, or a shape error worded by numpy
-        if self.use_bias:
-            z += self.weights["bias"]
+            if self.use_bias:
+                z += self.weights["bias"]
         y = self.activation.forward(z)
         self._cache = (x, z, y)
         return y
@@ -128,7 +132,23 @@ class ReLU(Layer):
     def forward(self, x, training=False):
         x = self.cast(x)
         self._cache = x
-        return self._relu.forward(x)
+        into = self._into(x.dtype)
+        if into is None:   # through a temporary per chunk the pool was slower than one pass
+            return self._relu.forward(x)
+        return parallel.rowwise(self._relu.forward, x, into=into)   # both cores, as TF's Relu
+
+    def _into(self, dtype):
+        """The relu (and relu6) as passes written straight into an output chunk: the very passes
+        of ``ParametricReLU.forward``, without its temporary."""
+        if self.negative_slope != 0.0 or self.threshold != 0.0:
+            return None
+        zero, cap = dtype.type(0), None if self._relu._cap is None else dtype.type(self._relu._cap)
+
+        def into(chunk, out):
+            np.maximum(chunk, zero, out=out)
+            if cap is not None:
+                np.minimum(out, cap, out=out)
+        return into
 
     def backward(self, dout):
         return self._relu.backward(self._cache, None, self.cast(dout))

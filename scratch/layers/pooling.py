@@ -10,7 +10,8 @@ sub-rectangle of outputs whose cell is real (``_offset_plan``). 'same' padding f
 - average pooling divides each window by the number of real (unpadded) cells it covers.
 A 1-D pool runs as the 2-D pool of a height-1 image with window (1, k), as TF's 1-D pools do.
 Outputs are processed in cache-sized blocks of batch items or output rows (``BLOCK_BYTES``), so
-the kh*kw passes over a block find its input rows still in cache.
+the kh*kw passes over a block find its input rows still in cache; forward blocks run on the
+engine's pool (``scratch.parallel``), as TensorFlow's pools use both cores.
 
 The global pools are in ``global_pooling`` (re-exported here for callers that import them from
 this module).
@@ -19,6 +20,7 @@ this module).
 import numpy as np
 
 from . import windows
+from .. import parallel
 from .base import Layer, LayerError, as_tuple
 from .global_pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,  # noqa: F401 (re-export)
                              GlobalMaxPooling1D, GlobalMaxPooling2D)
@@ -92,6 +94,11 @@ class _Pooling(Layer):
         for bs, rs in windows.blocks(image.shape[0], out_hw[0], row_bytes, BLOCK_BYTES):
             yield bs, rs, _offset_plan(image.shape[1:3], pool, strides, pads, out_hw, range(rs.start, rs.stop))
 
+    def _cost(self, y):
+        """A pool's work in the multiply-adds of ``parallel.run_blocks``: one window cell costs
+        about 1 ns in these strided passes, as much as ~50 multiply-adds in a product."""
+        return 50 * y.size * self.pool_size[0] * (self.pool_size[1] if self.rank == 2 else 1)
+
     def _disjoint(self):
         """True when windows never share an input cell (strides >= pool_size on every axis)."""
         return all(s >= k for s, k in zip(self.strides, self.pool_size))
@@ -118,7 +125,9 @@ class _MaxPooling(_Pooling):
         # Offset (top, left) reads cell (i*sh, j*sw): real for every output, so it starts the
         # maximum, and every other offset only updates the outputs whose cell is real.
         start = (pads[0][0], pads[1][0])
-        for bs, _, plan in self._blocks(x, out_hw):
+
+        def block(b):
+            bs, _, plan = b
             xb, yb = x[bs], y[bs]
             (_, (out_r, out_c), (in_r, in_c)), = [p for p in plan if p[0] == start]
             yb[:, out_r, out_c] = xb[:, in_r, in_c]
@@ -126,6 +135,8 @@ class _MaxPooling(_Pooling):
                 if offset != start:
                     target = yb[:, out_r, out_c]
                     np.maximum(target, xb[:, in_r, in_c], out=target)
+
+        parallel.run_blocks(block, self._blocks(x, out_hw), cost=self._cost(y))
         return y
 
     def backward(self, dout):
@@ -166,10 +177,14 @@ class _AveragePooling(_Pooling):
     def _reduce(self, x):
         # Summed from offset (0, 0) on in row-major order; skipped padding adds exact zeros, so
         # every output is the zero-padded sum bit for bit. When offset (0, 0) is real for the whole
-        # block (no padding before), its slice starts the sum instead of a pass over zeros.
+        # block (no padding before), its slice starts the sum instead of a pass over zeros. Each
+        # block is divided by its windows' counts while still in cache.
         _, _, pads, out_hw = self._geometry(x.shape[1:3])
         total = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=self.dtype)
-        for bs, rs, plan in self._blocks(x, out_hw):
+        self._window_counts = counts = self._counts(x.shape[1:3], pads, out_hw)
+
+        def block(b):
+            bs, rs, plan = b
             xb, tb = x[bs], total[bs]
             offset, (out_r, out_c), (in_r, in_c) = plan[0]
             whole = offset == (0, 0) and (out_r.start, out_r.stop) == (rs.start, rs.stop) and \
@@ -181,8 +196,10 @@ class _AveragePooling(_Pooling):
             for _, (out_r, out_c), (in_r, in_c) in plan[1:] if whole else plan:
                 target = tb[:, out_r, out_c]
                 np.add(target, xb[:, in_r, in_c], out=target)
-        self._window_counts = self._counts(x.shape[1:3], pads, out_hw)
-        return total / self._window_counts
+            np.divide(tb[:, rs], counts[rs], out=tb[:, rs])
+
+        parallel.run_blocks(block, self._blocks(x, out_hw), cost=self._cost(total))
+        return total
 
     def _counts(self, hw, pads, out_hw):
         """(oh, ow, 1) number of real cells per window: the product of per-axis overlaps."""

@@ -94,7 +94,13 @@ def pad_hw(x, pads, value=0.0):
     if t == b == l == r == 0:
         return x
     n, h, w, c = x.shape
-    out = np.full((n, h + t + b, w + l + r, c), value, dtype=x.dtype)
+    # Only the border is filled (np.full would write the whole array once more: 2 ms of a 30 ms
+    # 3x3 conv on (8, 56, 56, 64), on one thread, before the pool starts).
+    out = np.empty((n, h + t + b, w + l + r, c), dtype=x.dtype)
+    out[:, :t] = value
+    out[:, t + h:] = value
+    out[:, t:t + h, :l] = value
+    out[:, t:t + h, l + w:] = value
     out[:, t:t + h, l:l + w, :] = x
     return out
 

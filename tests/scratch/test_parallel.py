@@ -104,3 +104,70 @@ def test_conv_forward_is_the_same_for_any_pool_size(monkeypatch):
     np.testing.assert_array_equal(outs["1"], outs["2"])
     # Smaller blocks may round differently from one block, within the reduction's rounding.
     assert_close(outs["2"], whole, kind="forward", label="Conv2D in 2-row blocks", reduction=45)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_column_split_matmul_equals_one_product_exactly(dtype, monkeypatch):
+    # A wide product (Dense on few rows) is split by columns: each part is the same sum, bit for bit.
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(64, 700)).astype(dtype)
+    b = rng.normal(size=(700, 1000)).astype(dtype)
+    assert len(parallel.column_chunks(b.shape[1], a.shape[0] * a.shape[1])) > 1
+    finished = []
+    out = parallel.matmul(a, b, finish=lambda part, cols: finished.append(cols))
+    with parallel.single_threaded_blas():   # (2-thread BLAS splits this product its own way)
+        whole = a @ b
+    np.testing.assert_array_equal(out, whole)
+    assert sorted(c.start for c in finished) == [c.start for c in parallel.column_chunks(1000, 64 * 700)]
+
+
+@pytest.mark.parametrize("cols", [1, 15, 16, 17, 1000, 1023])
+def test_column_chunks_cover_every_column_once(cols):
+    chunks = parallel.column_chunks(cols, 100_000)
+    assert [c for s in chunks for c in range(cols)[s]] == list(range(cols))
+
+
+@pytest.mark.parametrize("cls", ["MaxPooling2D", "AveragePooling2D"])
+def test_pooling_forward_is_the_same_for_any_pool_size(cls, monkeypatch):
+    from scratch.layers import pooling
+
+    monkeypatch.setattr(pooling, "BLOCK_BYTES", 7 * 16 * 4)            # one output row per block
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 0)
+    layer = getattr(pooling, cls)(pool_size=3, strides=2, padding="same")
+    x = np.random.default_rng(5).normal(size=(4, 13, 14, 16)).astype("float32")
+    outs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("SCRATCH_NUM_THREADS", workers)
+        outs[workers] = layer.forward(x).copy()
+    np.testing.assert_array_equal(outs["1"], outs["2"])
+    monkeypatch.setattr(pooling, "BLOCK_BYTES", 2**30)                  # one block
+    np.testing.assert_array_equal(layer.forward(x), outs["2"])
+
+
+@pytest.mark.parametrize("shape", [(5, 300, 7), (2100,), (3, 1, 40000)])
+def test_rowwise_is_the_function_on_the_whole_array(shape, monkeypatch):
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 0)
+    x = np.random.default_rng(6).normal(size=shape).astype("float32")
+    out = parallel.rowwise(lambda v: np.maximum(v, np.float32(0)) * 2, x, chunk_bytes=64)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_array_equal(out, np.maximum(x, 0) * 2)
+    into = parallel.rowwise(None, x, chunk_bytes=64, into=lambda v, o: np.multiply(np.maximum(v, 0), 2, out=o))
+    np.testing.assert_array_equal(into, out)
+
+
+@pytest.mark.parametrize("config", [{}, {"max_value": 6.0}, {"max_value": 0.5, "threshold": 0.2},
+                                    {"negative_slope": 0.1}])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_layer_on_the_pool_is_the_one_pass_relu(config, dtype, monkeypatch):
+    from scratch.layers.core import ReLU
+
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 0)
+    layer = ReLU(**config, dtype=dtype)
+    x = (np.random.default_rng(7).normal(size=(3, 70, 50, 8)) * 4).astype(dtype)
+    x[0, 0, 0, :3] = [0.0, 6.0, -0.0]
+    out = layer.forward(x)
+    assert out.dtype == x.dtype
+    np.testing.assert_array_equal(out, layer._relu.forward(x))
