@@ -183,12 +183,21 @@ def bench_section(path, table_html):
         rows.append([c.get("case", "?"), _num(c.get("scratch_s")), _num(c.get("keras_s")), _num(ratio, 2),
                      _num(c.get("target"), 2), _num(c.get("scratch_peak_mb"), 0), _num(c.get("keras_peak_mb"), 0),
                      "met" if c.get("met") else ("not met" if ratio is not None else c.get("status", ""))])
-    head = (f"{bench.get('time', '')}, mode {bench.get('mode', '?')}, load average {bench.get('load_before', '?')} "
-            f"before and {bench.get('load_after', '?')} after; ratio = scratch s / Keras s, medians of interleaved runs")
+    head = (f"{bench.get('time', '')}, mode {bench.get('mode', '?')}, load average (1/5/15 min) "
+            f"{_load_text(bench.get('load_before'))} before and {_load_text(bench.get('load_after'))} after; "
+            "ratio = scratch s / Keras s, medians of interleaved runs")
     return ["<h2>Speed (latest make bench)</h2>", f"<p>{_esc(head)}</p>",
             _fold(f"{sum(r[-1] == 'met' for r in rows)} of {len(rows)} cases meet their target",
                   table_html(["case", "scratch s", "Keras s", "ratio", "target", "scratch peak MB", "Keras peak MB",
                               "target"], rows, ["ok" if r[-1] == "met" else "fail" for r in rows]))]
+
+
+def _load_text(load):
+    """'0.99 / 1.02 / 2.15 on 2 CPUs' from bench.json's load record (never its dict repr)."""
+    if not isinstance(load, dict):
+        return "unknown"
+    avg = " / ".join(_num(load.get(k), 2) or "?" for k in ("load1", "load5", "load15"))
+    return f"{avg} on {load['cpus']} CPUs" if load.get("cpus") else avg
 
 
 def _num(x, digits=3):

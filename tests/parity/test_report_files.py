@@ -35,3 +35,17 @@ def test_the_suite_page_shows_the_latest_bench(tmp_path):
     html = "".join(bench_section(str(tmp_path / "bench.json"), table))
     assert "1 of 2 cases meet their target" in html
     assert "'2.00', '0.80'" in html and "'not met'" in html and "['ok', 'fail']" in html
+
+
+def test_the_bench_section_writes_load_averages_as_numbers(tmp_path):
+    import json
+
+    from parity.report import html_table
+    from parity.suite_page import bench_section
+
+    (tmp_path / "bench.json").write_text(json.dumps({"mode": "default", "cases": [],
+        "load_before": {"load1": 0.98779296875, "load5": 1.0185546875, "load15": 2.16455078125, "cpus": 2},
+        "load_after": {"load1": 1.2211914, "load5": 1.1088867, "load15": 2.0878906, "cpus": 2}}))
+    html = "".join(bench_section(str(tmp_path / "bench.json"), html_table))
+    assert "0.99 / 1.02 / 2.16 on 2 CPUs before and 1.22 / 1.11 / 2.09 on 2 CPUs after" in html
+    assert "{" not in html and "load1" not in html
