@@ -53,7 +53,21 @@ QUICK = {"cnn": dict(CNN, batch_size=32, max_epochs=2, n_train=128, n_val=64, n_
 FULL = {"cnn": CNN, "captioner": CAPTIONER}
 
 
-class CnnDemo:
+class _Demo:
+    """What both demos share: each side trains from the same saved initial weights on the same batches."""
+
+    def keras_side(self):
+        self.keras = sides.train_keras(self.lib, self.kmodel, self.data, self.settings, self.seed, self.loss)
+        return self.keras
+
+    def scratch_side(self):
+        import scratch
+
+        smodel = scratch.load(self.init_path)
+        return sides.train_scratch(smodel, self.data, self.settings, self.seed, self.loss), smodel
+
+
+class CnnDemo(_Demo):
     """The digits CNN: ``keras_side()`` trains the Keras model, ``scratch_side()`` a fresh scratch one."""
 
     kind = "cnn"
@@ -79,16 +93,6 @@ class CnnDemo:
         self.loss = losses.SparseCategoricalCrossentropy()
         self.data = {s: ([self.split[s][0]], self.split[s][1], None) for s in ("train", "val")}
 
-    def keras_side(self):
-        self.keras = sides.train_keras(self.lib, self.kmodel, self.data, self.settings, self.seed, self.loss)
-        return self.keras
-
-    def scratch_side(self):
-        import scratch
-
-        smodel = scratch.load(self.init_path)
-        return sides.train_scratch(smodel, self.data, self.settings, self.seed, self.loss), smodel
-
     def result(self, keras, scratch, smodel):
         from keras_ref.train import predict
 
@@ -107,7 +111,7 @@ class CnnDemo:
                                               len(self.split["train"][1])))
 
 
-class CaptionerDemo:
+class CaptionerDemo(_Demo):
     """The small captioner above the committed, frozen scene CNN (module docstring)."""
 
     kind = "captioner"
@@ -151,16 +155,6 @@ class CaptionerDemo:
             self.configs[part].write_text(model.to_json(), encoding="utf-8")
         self.same_init = sides.same_initial_weights(self.kmodel, scratch.load(self.init_path))
         self.loss = losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def keras_side(self):
-        self.keras = sides.train_keras(self.lib, self.kmodel, self.data, self.settings, self.seed, self.loss)
-        return self.keras
-
-    def scratch_side(self):
-        import scratch
-
-        smodel = scratch.load(self.init_path)
-        return sides.train_scratch(smodel, self.data, self.settings, self.seed, self.loss), smodel
 
     def result(self, keras, scratch, smodel):
         import scratch as engine

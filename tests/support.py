@@ -54,3 +54,15 @@ def engine_refusals(config):
     if "class_name" not in config:
         config = {"class_name": "Functional", "config": config}   # model.get_config() has no wrapper
     return sorted({cls for _, cls, _ in check_model_config(config)})
+
+
+def swapped_adam_bias_correction(self, name, g, w, lr):
+    """Adam's update_step with its two bias corrections swapped: the breakage the training tests must catch."""
+    c = w.dtype.type
+    t = c(self.iterations + 1)
+    b1p, b2p = np.power(c(self.beta_1), t), np.power(c(self.beta_2), t)
+    m, v = self.slots["momentum"][name], self.slots["velocity"][name]
+    alpha = lr * np.sqrt(c(1) - b1p) / (c(1) - b2p)    # the two corrections swapped
+    m += (g - m) * c(1 - self.beta_1)
+    v += (np.square(g) - v) * c(1 - self.beta_2)
+    w -= (m * alpha) / (np.sqrt(v) + c(self.epsilon))

@@ -17,6 +17,7 @@ from parity.cli import build_parser
 from parity.suite import run_suite
 from scratch import optimizers as O
 from scratch.layers import core
+from tests.support import swapped_adam_bias_correction
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 CNN, CAPTIONER = "cnn_b2_f16_k3_max", "cap_rnn1_init"
@@ -110,17 +111,7 @@ def test_a_broken_dense_backward_fails_the_model_naming_the_weight(tmp_path, mon
 
 
 def test_a_swapped_adam_bias_correction_fails_training_parity(tmp_path, monkeypatch):
-    def swapped(self, name, g, w, lr):
-        c = w.dtype.type
-        t = c(self.iterations + 1)
-        b1p, b2p = np.power(c(self.beta_1), t), np.power(c(self.beta_2), t)
-        m, v = self.slots["momentum"][name], self.slots["velocity"][name]
-        alpha = lr * np.sqrt(c(1) - b1p) / (c(1) - b2p)    # the two corrections swapped
-        m += (g - m) * c(1 - self.beta_1)
-        v += (np.square(g) - v) * c(1 - self.beta_2)
-        w -= (m * alpha) / (np.sqrt(v) + c(self.epsilon))
-
-    monkeypatch.setattr(O.Adam, "update_step", swapped)
+    monkeypatch.setattr(O.Adam, "update_step", swapped_adam_bias_correction)
     rc, data = _run(tmp_path, CNN, "--no-html")
     r = data["models"][CNN]
     assert rc == 1 and not r["passed"]

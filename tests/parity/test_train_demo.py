@@ -17,6 +17,7 @@ from parity import train_demo_sides as sides
 from parity.tolerance import training_budget
 from parity.train_demo_page import metric_rows
 from scratch import optimizers as O
+from tests.support import swapped_adam_bias_correction
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +82,6 @@ def test_page_and_markdown_show_the_latest_demo(quick, tmp_path):
     assert 'train_demo_md(os.path.join(folder, "train_demo.json"), md_table)' in inspect.getsource(report.write_suite_report)
 
 
-def _swapped_bias_correction(self, name, g, w, lr):
-    c = w.dtype.type
-    t = c(self.iterations + 1)
-    b1p, b2p = np.power(c(self.beta_1), t), np.power(c(self.beta_2), t)
-    m, v = self.slots["momentum"][name], self.slots["velocity"][name]
-    alpha = lr * np.sqrt(c(1) - b1p) / (c(1) - b2p)    # the two corrections swapped
-    m += (g - m) * c(1 - self.beta_1)
-    v += (np.square(g) - v) * c(1 - self.beta_2)
-    w -= (m * alpha) / (np.sqrt(v) + c(self.epsilon))
-
-
 def _disagreement(demo, keras):
     scratch, smodel = demo.scratch_side()
     a = sides.agreement(demo.kmodel, smodel, keras, scratch, demo.settings, len(demo.data["train"][1]))
@@ -101,7 +91,7 @@ def _disagreement(demo, keras):
 def test_broken_adam_bias_correction_is_a_disagreement(quick, monkeypatch):
     _, _, runs = quick
     demo, keras, _ = runs["cnn"]
-    monkeypatch.setattr(O.Adam, "update_step", _swapped_bias_correction)
+    monkeypatch.setattr(O.Adam, "update_step", swapped_adam_bias_correction)
     a, data = _disagreement(demo, keras)
     assert not a["passed"] and a["epoch1_loss_diff"] > a["epoch1_loss_budget"]
     assert metric_rows(data)[0][-1] == "DISAGREE"    # what the report shows

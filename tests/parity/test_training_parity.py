@@ -13,6 +13,7 @@ from parity.gradients import compare_gradients
 from parity.training import training_parity
 from scratch import losses as L
 from scratch import optimizers as O
+from tests.support import swapped_adam_bias_correction
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
@@ -62,17 +63,7 @@ def test_steps_agree_per_optimizer(small_cnn, optimizer, config):
 
 
 def test_swapped_adam_bias_correction_fails(small_cnn, monkeypatch):
-    def swapped(self, name, g, w, lr):
-        c = w.dtype.type
-        t = c(self.iterations + 1)
-        b1p, b2p = np.power(c(self.beta_1), t), np.power(c(self.beta_2), t)
-        m, v = self.slots["momentum"][name], self.slots["velocity"][name]
-        alpha = lr * np.sqrt(c(1) - b1p) / (c(1) - b2p)    # the two corrections swapped
-        m += (g - m) * c(1 - self.beta_1)
-        v += (np.square(g) - v) * c(1 - self.beta_2)
-        w -= (m * alpha) / (np.sqrt(v) + c(self.epsilon))
-
-    monkeypatch.setattr(O.Adam, "update_step", swapped)
+    monkeypatch.setattr(O.Adam, "update_step", swapped_adam_bias_correction)
     result = _run(small_cnn, "Adam", {"learning_rate": 0.01}, steps=2)
     assert not result["passed"] and result["first_failing_step"] == 1
     assert not result["steps"][0]["attributed_to_rounding"]   # the float64 run shares the bug: no excuse
