@@ -116,6 +116,11 @@ def build_parser():
     check.add_argument("--rtol", type=float, default=None, help="relative tolerance (overrides the policy)")
     check.add_argument("--float64-truth", action="store_true",
                        help="also run scratch in float64 and say which side is further from it")
+    check.add_argument("--no-keras-truth", action="store_true",
+                       help="judge by the direct rule alone; by default, when an end-to-end node fails it, Keras's "
+                            "float64 twin of the model is run and the node passes if scratch is no further from it "
+                            "than Keras float32 is, plus the rule (models that amplify their own rounding); "
+                            "never with --atol/--rtol")
     check.add_argument("--report", metavar="DIR", help="write parity.json, parity.md and index.html to DIR")
     check.add_argument("--junit", metavar="FILE", help="write a JUnit XML file (one test case per layer)")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first diverging layer")
@@ -159,7 +164,7 @@ def _layers(args):
 
 # ---- parity check -------------------------------------------------------------------------------
 def _check(args):
-    from . import compare as cmp
+    from .amplified import compare_end_to_end, judge_line
 
     if args.samples is not None and args.samples < 1:
         raise BadInput(f"--samples must be >= 1. Received: {args.samples}")
@@ -173,6 +178,7 @@ def _check(args):
 
     require_keras()
     from . import keras_runner as kr   # TensorFlow starts here, after every cheap check
+    from . import keras_truth as kt
 
     try:
         kmodel = kr.load_model(args.model, args.config, max_bytes=args.max_memory)
@@ -192,7 +198,8 @@ def _check(args):
             truth = load_scratch(args.model, args.config, args.max_memory).to_dtype("float64").trace(feed)
     except scratch.ScratchError as exc:   # the engine refuses these inputs: no parity was computed
         raise BadInput(one_line(f"{args.model}: scratch cannot run it: {exc}")) from None
-    result = cmp.compare_layers(keras_out, scratch_out, infos, truth=truth, atol=args.atol, rtol=args.rtol)
+    result = compare_end_to_end(keras_out, scratch_out, infos, truth=truth, atol=args.atol, rtol=args.rtol,
+                                keras_truth=None if args.no_keras_truth else lambda: kt.truth_outputs(kmodel, feed))
     if args.fail_fast and result["first_diverging"]:
         cut = next(i for i, r in enumerate(result["layers"]) if not r["passed"])
         result["layers"] = result["layers"][:cut + 1]
@@ -203,6 +210,8 @@ def _check(args):
     print(format_table(result))
     print(LEGEND)
     print(overrides_line(result["tolerance_overrides"]))
+    if judge_line(result):
+        print(judge_line(result))
     status = "PASS" if result["passed"] else "FAIL"
     print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers and operations within "
           f"tolerance ({result['compared']} of the graph's {result['graph_nodes']} nodes compared, {elapsed:.1f} s)")

@@ -4,6 +4,8 @@ tolerance was in force."""
 
 import math
 
+from .amplified import row_text
+
 
 def overrides_line(overrides):
     """One line for every report: the tolerance in force is never silent."""
@@ -33,6 +35,8 @@ def format_table(result, *, max_name=36):
             t = r.get("truth")
             if t:
                 line += f"  {t['keras_max_abs']:.2e} / {t['scratch_max_abs']:.2e} ({t['further']})"
+            if "vs_truth" in r:
+                line += f"  {row_text(r)}"
         else:
             line = (f"{r['depth']:>3} {name:<{max_name}} {r['class_name'][:20]:<20} {shape[:18]:<18} "
                     f"{r['reduction']:>6}  FAIL: {r['reason']}")

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from .amplified import judge_line, row_text
 from .compare_table import LEGEND, overrides_line
 from .plots import plot_error_budget, plot_error_vs_depth
 from .suite_page import divergence_lines, layer_parts, margins_text, write_index
@@ -56,11 +57,15 @@ def write_junit(path, model, result, elapsed):
             from .compare import _reason
 
             ET.SubElement(case, "failure", message=f"{r['name']} diverges from Keras").text = _reason(r)
+        elif "vs_truth" in r:
+            ET.SubElement(case, "system-out").text = row_text(r)
     props = ET.Element("properties")
     overrides = result.get("tolerance_overrides") or {}
     ET.SubElement(props, "property", name="tolerance", value="overridden" if overrides else "policy")
     for key, value in overrides.items():
         ET.SubElement(props, "property", name=f"tolerance.{key}_override", value=repr(value))
+    if judge_line(result):
+        ET.SubElement(props, "property", name="keras_truth", value=judge_line(result))
     suite.insert(0, props)
     root = ET.Element("testsuites", tests=str(len(rows)), failures=str(failures))
     root.append(suite)
@@ -91,12 +96,13 @@ def layer_rows(result):
                      _e(r.get("max_abs")), _e(r.get("max_rel")), _e(r.get("mean_abs")), _f(r.get("eps_units")),
                      _f(100 * r["frac_beyond"]) if "frac_beyond" in r else "", _e(r.get("atol")), _f(r.get("headroom")),
                      _e(t.get("keras_max_abs")), _e(t.get("scratch_max_abs")), t.get("further", ""),
-                     "ok" if r["passed"] else "FAIL"])
+                     row_text(r), "ok" if r["passed"] else "FAIL"])
     return rows
 
 
 LAYER_HEADERS = ["#", "layer", "class", "shape", "reduction", "max abs", "max rel", "mean abs", "eps units",
-                 "% beyond", "atol used", "err/tol", "Keras vs f64", "scratch vs f64", "further from truth", "status"]
+                 "% beyond", "atol used", "err/tol", "Keras vs f64", "scratch vs f64", "further from truth",
+                 "vs Keras's float64 twin (err/tol)", "status"]
 
 
 def _e(x):
@@ -127,7 +133,7 @@ def write_check_report(folder, model, result, env, *, inputs, samples):
     verdict = "PASS" if result["passed"] else f"FAIL (first diverging layer: {result['first_diverging']})"
     tol_line = overrides_line(result.get("tolerance_overrides"))
     md = [f"# parity check: {model}", "", f"**{verdict}**", "", f"inputs: {inputs}, samples: {samples}, "
-          f"oneDNN: {env.get('onednn_enabled')}", "", f"**{tol_line}**", "", md_table(LAYER_HEADERS, layer_rows(result)),
+          f"oneDNN: {env.get('onednn_enabled')}", "", f"**{tol_line}**", "", judge_line(result), "", md_table(LAYER_HEADERS, layer_rows(result)),
           "", LEGEND]
     write_atomic(os.path.join(folder, "parity.md"), "\n".join(md) + "\n")
     plot_error_vs_depth(os.path.join(folder, "img", "error_vs_depth.png"), {os.path.basename(str(model)): result})
@@ -137,6 +143,7 @@ def write_check_report(folder, model, result, env, *, inputs, samples):
             f"<p>inputs: {html.escape(str(inputs))}; samples: {samples}; TF {env.get('tensorflow')}, "
             f"Keras {env.get('keras')}, oneDNN on: {env.get('onednn_enabled')}</p>"
             f"<p class='{'failw' if result.get('tolerance_overrides') else ''}'>{html.escape(tol_line)}</p>"
+            f"<p>{html.escape(judge_line(result))}</p>"
             "<img src='img/error_vs_depth.png' alt='error vs depth'>"
             + ("<img src='img/error_budget.png' alt='error budget'>" if has_truth else "")
             + html_table(LAYER_HEADERS, layer_rows(result), cls)

@@ -38,6 +38,7 @@ import time
 import numpy as np
 
 from . import compare as cmp
+from .amplified import compare_end_to_end, truth_summary, truth_text
 from .report import to_json, write_atomic
 
 FORMATS = ("keras", "h5")
@@ -131,18 +132,10 @@ def _judge(result):
     for row in result["layers"]:
         if row.get("status") in ("ok", "diverged") and row.get("atol", 0.0) > 0 and row["headroom"] >= worst[1]:
             worst = (row["name"], row["headroom"])
-    judged = [r for r in result["layers"] if "vs_truth" in r]
-    amplified = [r for r in judged if r["vs_truth"]["amplified"]]
-    top = max(judged, key=lambda r: r["vs_truth"]["headroom"], default=None)
     return dict(passed=result["passed"], compared=result["compared"], graph_nodes=result["graph_nodes"],
                 worst_layer=worst[0], worst_ratio=worst[1], first_diverging=result["first_diverging"],
-                first_diverging_reason=result["first_diverging_reason"],
-                # the amplified-rounding rule (parity.tolerance): the nodes failing the direct rule it
-                # judged, how many of them Keras float32 itself misses its float64 twin at beyond the
-                # rule, and the worst of them against the twin (with Keras float32's own err/tol there)
-                truth_judged=len(judged), truth_amplified=len(amplified),
-                truth_worst_layer=top and top["name"], truth_worst_ratio=top and top["vs_truth"]["headroom"],
-                truth_worst_keras_ratio=top and top["vs_truth"]["keras_headroom"])
+                first_diverging_reason=result["first_diverging_reason"], **truth_summary(result),
+                truth_not_used=(result.get("keras_truth") or {}).get("reason"))
 
 
 def run_format(path, x, reference, infos, truth=None):
@@ -164,10 +157,7 @@ def run_format(path, x, reference, infos, truth=None):
         smodel.predict(x)
         out["scratch_seconds"] = time.perf_counter() - t0
         trace = smodel.trace(x)
-        e2e = cmp.compare_layers(reference, trace, infos)
-        if not e2e["passed"] and truth is not None:
-            e2e = cmp.compare_layers(reference, trace, infos, keras_truth=truth())
-        out["end_to_end"] = _judge(e2e)
+        out["end_to_end"] = _judge(compare_end_to_end(reference, trace, infos, keras_truth=truth))
         del trace
         own = own_reductions(infos)
         fed = smodel.trace(x, feed=reference)
@@ -219,9 +209,9 @@ def _cell(res, part):
     j = res[part]
     cell = f"{j['worst_ratio']:.3f} ({j['worst_layer']})" if j["worst_layer"] else "—"
     if j.get("truth_judged"):
-        cell += (f"; vs Keras's float64 twin ({j['truth_judged']} nodes, Keras float32 beyond the rule at "
-                 f"{j['truth_amplified']}): "
-                 f"{j['truth_worst_ratio']:.3f} ({j['truth_worst_layer']}; Keras float32 {j['truth_worst_keras_ratio']:.3g})")
+        cell += "; " + truth_text(j)
+    elif j.get("truth_not_used"):
+        cell += f"; amplified-rounding judge not used: {j['truth_not_used']}"
     return cell
 
 
