@@ -17,7 +17,8 @@ input size, and saves it as ``.keras`` and legacy ``.h5``), on scikit-learn's tw
   ``headroom``, the largest ``|scratch - keras| / (atol_eff + rtol |keras|)`` over its elements:
   below 1 passes. When the end-to-end check fails, Keras's float64 twin of the model is run
   (``keras_truth``, cached) and the failing nodes are judged again by the amplified-rounding
-  rule of ``parity.tolerance`` (scratch no further from the twin than Keras float32 is, plus the
+  rule of ``parity.tolerance`` (``parity.amplified``, which ``parity check`` uses the same way:
+  scratch no further from the twin than Keras float32 is, plus the
   rule); the table gives both.
 
 A model scratch cannot load is listed as refused, with the classes and reasons. Builds, the
