@@ -16,10 +16,10 @@ import glob
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import numpy as np
@@ -76,22 +76,34 @@ def expected():
     return _load_probe().probe(ROOT / "weights")
 
 
+@pytest.fixture(scope="module")
+def probe_runs(wheel, tmp_path_factory):
+    """Install the wheel and run the probe under every other version at once (mostly pip's waiting)."""
+    runs = {}
+    for version in OTHER_VERSIONS:
+        python = _interpreter(version)
+        if python is None:
+            runs[version] = None
+            continue
+        tmp = tmp_path_factory.mktemp(f"py{version}")
+        env_dir, out = tmp / "venv", tmp / "probe.npz"
+        env_python = env_dir / "bin" / "python"
+        # -P keeps the probe's own folder (tests/, holding tests/scratch) off sys.path.
+        script = (f"{shlex.quote(python)} -m venv {shlex.quote(str(env_dir))} && "
+                  f"{env_python} -m pip install --quiet --disable-pip-version-check {shlex.quote(str(wheel))} && "
+                  f"{env_python} -P {shlex.quote(str(PROBE))} {shlex.quote(str(ROOT / 'weights'))} {out}")
+        runs[version] = (env_dir, out, subprocess.Popen(["bash", "-c", script], cwd=tmp, text=True,
+                                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    return {v: None if r is None else (r[0], r[1], r[2].wait(), r[2].stdout.read()) for v, r in runs.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("version", OTHER_VERSIONS)
-def test_engine_gives_the_same_bits_on(version, wheel, expected, tmp_path):
-    python = _interpreter(version)
-    assert python, (f"pyproject.toml claims Python {version} but no python{version} was found on PATH or under "
-                    f"pyenv; install it or point PARITY_PYTHONS at it")
-    env_dir = tmp_path / "venv"
-    subprocess.run([python, "-m", "venv", str(env_dir)], check=True)
-    env_python = env_dir / "bin" / "python"
-    subprocess.run([str(env_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
-                   check=True, cwd=tmp_path)
-    out = tmp_path / "probe.npz"
-    # -P keeps the probe's own folder (tests/, holding tests/scratch) off sys.path.
-    done = subprocess.run([str(env_python), "-P", str(PROBE), str(ROOT / "weights"), str(out)],
-                          capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+def test_engine_gives_the_same_bits_on(version, probe_runs, expected):
+    assert probe_runs[version], (f"pyproject.toml claims Python {version} but no python{version} was found on "
+                                 "PATH or under pyenv; install it or point PARITY_PYTHONS at it")
+    env_dir, out, returncode, output = probe_runs[version]
+    assert returncode == 0, output
     got = np.load(out)
     assert str(got["__python__"]).startswith(version + ".")
     assert str(env_dir) in str(got["__engine__"]), "the probe must run the installed wheel, not the checkout"
