@@ -33,7 +33,7 @@ from .keras_cache import KerasCache, array_fingerprint, file_sha256, ids_fingerp
 from .report import to_json
 from .manifest import Manifest, ManifestError
 from .suite_captioner import evaluate_captioner
-from .suite_context import MARGIN, Context, gate, record_params, subset
+from .suite_context import MARGIN, Context, gate, memory_budget, record_params, subset
 from .suite_training import add_training_sections
 
 
@@ -60,7 +60,7 @@ def classifier_reference(ctx, path, data, trace_x):
         return dict(meta, outputs={n: outputs[n] for n in meta["output_names"]}, probs=arrays["probs"],
                     kernel=arrays.get("kernel")), "cache"
     kr = ctx.kr
-    budget = getattr(ctx.args, "max_memory", None) or _default_budget()
+    budget = memory_budget(ctx.args)
     kmodel = kr.load_model(path, None, max_bytes=budget)   # the engine's gate clears the file first
     infos = kr.layer_infos(kmodel)
     outputs = cmp.flatten_outputs(kr.intermediate_outputs(kmodel, trace_x))
@@ -79,12 +79,6 @@ def classifier_reference(ctx, path, data, trace_x):
     return dict(meta, outputs=outputs, probs=probs, kernel=kernel), "keras"
 
 
-def _default_budget():
-    import scratch
-
-    return scratch.saving.io.DEFAULT_MAX_BYTES
-
-
 def evaluate_classifier(ctx, entry):
     import scratch
 
@@ -96,7 +90,7 @@ def evaluate_classifier(ctx, entry):
     entry.check_ids(data, out, full=not args.samples)
     path = entry.model_file()
     trace_x = data["x"][: args.trace_samples]
-    budget = getattr(args, "max_memory", None) or _default_budget()
+    budget = memory_budget(args)
     smodel = scratch.load(path, max_bytes=budget)   # the engine reads the file before Keras is asked to
     ref, out["keras_source"] = classifier_reference(ctx, path, data, trace_x)
     infos, red = ref["infos"], cmp.effective_reductions(ref["infos"])

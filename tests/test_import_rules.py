@@ -107,18 +107,21 @@ def module_files(root=ROOT, packages=PACKAGES):
     return files
 
 
+def _from_base(node, module, is_package):
+    """The absolute module a ``from ... import`` reads from (relative levels resolved against ``module``)."""
+    if not node.level:
+        return node.module
+    anchor = module.split(".") if is_package else module.split(".")[:-1]
+    anchor = anchor[: len(anchor) - (node.level - 1)]
+    return ".".join(anchor + ([node.module] if node.module else []))
+
+
 def _targets(node, module, is_package, known):
     """The project modules one import statement names (a ``from pkg import sub`` names ``pkg.sub``)."""
     if isinstance(node, ast.Import):
         bases, names = [alias.name for alias in node.names], []
     else:
-        if node.level:
-            anchor = module.split(".") if is_package else module.split(".")[:-1]
-            anchor = anchor[: len(anchor) - (node.level - 1)]
-            base = ".".join(anchor + ([node.module] if node.module else []))
-        else:
-            base = node.module
-        bases, names = [base], [alias.name for alias in node.names]
+        bases, names = [_from_base(node, module, is_package)], [alias.name for alias in node.names]
     for base in bases:
         # `import a.b.c` runs a.b.c; name the longest prefix that is a project module.
         parts = base.split(".")
@@ -221,12 +224,7 @@ def missing_names(files, root=ROOT):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if not isinstance(node, ast.ImportFrom):
                 continue
-            if node.level:
-                anchor = module.split(".") if is_package else module.split(".")[:-1]
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join(anchor + ([node.module] if node.module else []))
-            else:
-                base = node.module
+            base = _from_base(node, module, is_package)
             if base not in files or "*" in defined[base] or "__getattr__" in defined[base]:
                 continue
             for alias in node.names:
