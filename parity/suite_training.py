@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from .suite_context import memory_budget
+
 GRAD_SAMPLES = 4     # samples in the gradient batch
 STEPS = 5            # training steps (--train-steps overrides)
 BATCH = 4            # samples per training step
@@ -114,16 +116,12 @@ def _setup(ctx, entry, n):
 def _scratch(ctx, path, dtype=None):
     import scratch
 
-    budget = getattr(ctx.args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
-    model = scratch.load(path, max_bytes=budget)
+    model = scratch.load(path, max_bytes=memory_budget(ctx.args))
     return model.to_dtype(dtype) if dtype else model
 
 
 def _keras(ctx, path):
-    import scratch
-
-    budget = getattr(ctx.args, "max_memory", None) or scratch.saving.io.DEFAULT_MAX_BYTES
-    return ctx.kr.load_model(path, None, max_bytes=budget)
+    return ctx.kr.load_model(path, None, max_bytes=memory_budget(ctx.args))
 
 
 def _take(setup, start, count):

@@ -16,8 +16,6 @@ The sum runs over taps in row-major (a, b) order, each tap's product over C by B
 the same kh*kw*C terms in one product, so the two round differently within the reduction.
 """
 
-import threading
-
 import numpy as np
 
 from . import windows
@@ -30,23 +28,12 @@ TAP_MAX_WASTE = 1.2
 # 1 MB measured best of 256 KB..2 MB over the shapes above (the core's L2 is 1.25 MB).
 TAP_BLOCK_BYTES = 2**20
 
-_buffers = threading.local()
-
-
 def use_taps(layer, xp_shape, out_hw):
     """True when the tap form is the faster one for this layer and padded input."""
     _, hp, wp, c = xp_shape
     return (layer.strides == (1, 1) and layer.groups == 1 and layer.kernel_size != (1, 1)
             and c >= TAP_MIN_CHANNELS
             and hp * wp <= TAP_MAX_WASTE * out_hw[0] * out_hw[1])
-
-
-def _scratch(name, size, dtype):
-    buf = getattr(_buffers, name, None)
-    if buf is None or buf.dtype != dtype or buf.size < size:
-        buf = np.empty(size, dtype=dtype)
-        setattr(_buffers, name, buf)
-    return buf[:size]
 
 
 def tap_blocks(xp, kernel, dilation, z):
@@ -68,8 +55,8 @@ def tap_blocks(xp, kernel, dilation, z):
         # Grid pixels from the block's first output pixel to its last (whole items span hp rows).
         span = ((nb - 1) * hp + nr - 1) * wp + ow
         grid_rows = nb * hp if nb > 1 else nr
-        acc = _scratch("acc", grid_rows * wp * f, xp.dtype).reshape(grid_rows * wp, f)
-        tmp = _scratch("tmp", span * f, xp.dtype).reshape(span, f)
+        acc = windows.thread_buffer("acc", grid_rows * wp * f, xp.dtype).reshape(grid_rows * wp, f)
+        tmp = windows.thread_buffer("tmp", span * f, xp.dtype).reshape(span, f)
         head = acc[:span]
         for t, off in enumerate(offsets):
             rows = pixels[first + off:first + off + span]

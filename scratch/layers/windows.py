@@ -28,6 +28,16 @@ FORWARD_BLOCK_BYTES = 2 * 2**20
 
 _buffers = threading.local()
 
+
+def thread_buffer(name, size, dtype):
+    """This thread's reused scratch array ``name`` of ``size`` elements (grown when too small); the
+    next call with the same name overwrites it, so a block must be consumed before that."""
+    buf = getattr(_buffers, name, None)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(size, dtype=dtype)
+        setattr(_buffers, name, buf)
+    return buf[:size]
+
 _stats = {"peak_patch_bytes": 0}
 
 
@@ -163,11 +173,7 @@ def patch_block(win, bs, rs, reuse=False):
     view = win[bs, rs]
     nb, nr, ow, kh, kw, c = view.shape
     if reuse:
-        size = view.size
-        buf = getattr(_buffers, "patches", None)
-        if buf is None or buf.dtype != view.dtype or buf.size < size:
-            buf = _buffers.patches = np.empty(size, dtype=view.dtype)
-        patches = buf[:size].reshape(view.shape)
+        patches = thread_buffer("patches", view.size, view.dtype).reshape(view.shape)
         np.copyto(patches, view)
         patches = patches.reshape(nb, nr, ow, kh * kw * c)
     else:
@@ -189,10 +195,7 @@ def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs):
     nr = len(range(*rs.indices(oh_all)))
     c = xp.shape[-1]
     size = kh * kw * c * nb * nr * ow
-    buf = getattr(_buffers, "transposed", None)
-    if buf is None or buf.dtype != xp.dtype or buf.size < size:
-        buf = _buffers.transposed = np.empty(size, dtype=xp.dtype)
-    out = buf[:size].reshape(kh * kw, c, nb, nr, ow)
+    out = thread_buffer("transposed", size, xp.dtype).reshape(kh * kw, c, nb, nr, ow)
     top = rs.start * sh
     for (a, b), (rows, cols) in offset_slices(kernel, strides, dilation, (nr, ow)):
         rows = slice(top + rows.start, top + rows.stop, sh)
