@@ -29,12 +29,14 @@ from .tolerance import compare as compare_arrays
 
 
 def zero_dropout(kmodel, smodel):
-    """Dropout rate 0 on both sides (Keras's masks cannot be reproduced)."""
-    for layer in _keras_leaves(kmodel):
+    """Dropout rate 0 on both sides (Keras's masks cannot be reproduced); either may be None."""
+    for layer in _keras_leaves(kmodel) if kmodel is not None else ():
         if hasattr(layer, "rate") and "Dropout" in type(layer).__name__:
             layer.rate = 0.0
     from scratch.trainer import _leaves
 
+    if smodel is None:
+        return
     for layer in _leaves(smodel):
         if hasattr(layer, "rate") and "Dropout" in type(layer).__name__:
             layer.rate = 0.0
@@ -115,16 +117,29 @@ def gradient_reduction(infos, samples):
     return max(1, 2 * chain + samples * positions)
 
 
-def compare_gradients(kmodel, smodel, xs, y, loss, sample_weight=None, training=True, truth=None):
-    """Per-weight gradient table; ``truth`` is an optional float64 scratch model of the same file.
+def keras_gradient_side(kmodel, xs, y, loss, sample_weight=None, training=True):
+    """Everything the comparison takes from Keras: {loss, grads (trainable_weights order, None where
+    Keras has none), dx ({float input index: d loss / d input}), infos (``layer_infos``)}. Plain
+    arrays and JSON, so ``parity run`` can cache it (``parity.suite_training``)."""
+    zero_dropout(kmodel, None)
+    k_loss, k_grads, k_dx = keras_loss_and_grads(kmodel, xs, y, sample_weight, loss, training)
+    return dict(loss=k_loss, grads=k_grads, dx=k_dx, infos=kr.layer_infos(kmodel))
+
+
+def compare_gradients(kmodel, smodel, xs, y, loss, sample_weight=None, training=True, truth=None, keras_side=None):
+    """Per-weight gradient table; ``truth`` is an optional float64 scratch model of the same file;
+    ``keras_side`` is ``keras_gradient_side``'s result for these inputs (computed from ``kmodel``
+    when None).
 
     Returns {rows, passed, first_diverging, loss_scratch, loss_keras, reduction}.
     """
     from scratch.trainer import Trainer
 
-    zero_dropout(kmodel, smodel)
+    if keras_side is None:
+        keras_side = keras_gradient_side(kmodel, xs, y, loss, sample_weight, training)
+    zero_dropout(None, smodel)
     keys_extra = []
-    k_loss, k_grads, k_dx = keras_loss_and_grads(kmodel, xs, y, sample_weight, loss, training)
+    k_loss, k_grads, k_dx = keras_side["loss"], list(keras_side["grads"]), keras_side["dx"]
     trainer = Trainer(smodel).compile(loss, "sgd")
     s_loss, s_grads = trainer.loss_and_grads(xs, y, sample_weight, training=training, keep_state=True)
     # d loss / d each float input is compared after the weights: a tie routed to the wrong cell can
@@ -136,14 +151,14 @@ def compare_gradients(kmodel, smodel, xs, y, loss, sample_weight=None, training=
         s_grads[key] = trainer.input_grads[i]
     t_grads = None
     if truth is not None:
-        zero_dropout(kmodel, truth)
+        zero_dropout(None, truth)
         t_grads = Trainer(truth).compile(loss, "sgd").loss_and_grads(
             [np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else x for x in xs], y, sample_weight,
             training=training, keep_state=True)[1]
     keys = weight_keys(smodel) + keys_extra
     if len(keys) != len(k_grads):
         raise ValueError(f"Keras has {len(k_grads)} trainable weights, scratch {len(keys)}: {keys}")
-    reduction = gradient_reduction(kr.layer_infos(kmodel), len(xs[0]))
+    reduction = gradient_reduction(keras_side["infos"], len(xs[0]))
     rows, first = [], None
     for key, kg in zip(keys, k_grads):
         sg = s_grads.get(key)

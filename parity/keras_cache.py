@@ -6,13 +6,18 @@ of the inputs (the test split's pixels and ids, the trace sample count), the sta
 them and the key changes, so a stale entry is never read; ``--no-cache`` skips the cache.
 
 Entries are ``.npz`` files read with ``allow_pickle=False`` (the cache never unpickles anything) and
-written atomically, mode 0644. Each holds named arrays plus one JSON document (``__meta__``).
+written atomically, mode 0644. Each holds named arrays, one JSON document (``__meta__``) and the
+text its key was hashed from (``__key__``), compared on every read: an entry copied or renamed onto
+another key's file is a miss. A file that cannot be read back whole (truncated, a flipped bit the
+zip CRC catches, not a zip at all) is a miss too: the caller recomputes and overwrites it.
 """
 
 import hashlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -20,6 +25,7 @@ from . import __version__
 from .report import to_json
 
 META = "__meta__"
+KEY = "__key__"
 
 
 def file_sha256(path):
@@ -52,9 +58,11 @@ class KerasCache:
         self.stack = {k: environment.get(k) for k in ("tensorflow", "keras", "tf_keras", "numpy", "onednn_enabled")}
         self.stack["parity"] = __version__
 
+    def _text(self, parts):
+        return json.dumps({"entry": parts, "stack": self.stack}, sort_keys=True, default=str)
+
     def key(self, parts):
-        text = json.dumps({"entry": parts, "stack": self.stack}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(self._text(parts).encode()).hexdigest()
 
     def _path(self, parts):
         return os.path.join(self.folder, self.key(parts) + ".npz")
@@ -65,9 +73,11 @@ class KerasCache:
             return None
         try:
             with np.load(self._path(parts), allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files if k != META}
+                if bytes(data[KEY]).decode("utf-8") != self._text(parts):
+                    return None
+                arrays = {k: data[k] for k in data.files if k not in (META, KEY)}
                 meta = json.loads(bytes(data[META]).decode("utf-8"))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
             return None
         return arrays, meta
 
@@ -78,6 +88,7 @@ class KerasCache:
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".npz")
         payload = {k: np.asarray(v) for k, v in arrays.items()}
         payload[META] = np.frombuffer(to_json(meta).encode("utf-8"), dtype=np.uint8)
+        payload[KEY] = np.frombuffer(self._text(parts).encode("utf-8"), dtype=np.uint8)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
         os.chmod(tmp, 0o644)

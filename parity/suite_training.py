@@ -22,12 +22,18 @@ step. A broken backward is a broken engine, even when predictions still match.
   the step count; ``parity train --steps 50`` runs the long version of one model.
 - **Truth**: scratch in float64 runs beside both (cheap at these sizes); the training section uses it
   to attribute drift beyond the budget to rounding (``parity.training``).
+- **Cache**: Keras's gradients and steps come from ``KerasCache`` when the same file, batches, loss,
+  optimizer, steps and stack were run before (``parity.suite_training_cache`` holds the key); each
+  section records ``keras_source`` ('cache' or 'keras'). Keras loads the file only on a miss, once
+  for both sections. Scratch's side is always recomputed: it is what is under test.
 """
 
 import time
 
 import numpy as np
 
+from . import suite_training_cache as tcache
+from .keras_cache import file_sha256
 from .suite_context import memory_budget
 
 GRAD_SAMPLES = 4     # samples in the gradient batch
@@ -108,9 +114,9 @@ def _setup(ctx, entry, n):
     hp = entry.raw.get("hyper_parameters", {})
     name = {k.lower(): k for k in O.OPTIMIZERS}.get(str(hp.get("optimizer", "adam")).lower(), "Adam")
     config = dict(learning_rate=float(hp.get("learning_rate") or 1e-3))
-    return dict(path=path, xs=xs, y=y, sw=sw, loss=L.SparseCategoricalCrossentropy(from_logits=not softmax),
-                optimizer=name, config=config, scratch=smodel, truth=_scratch(ctx, path, "float64"),
-                keras=_keras(ctx, path))
+    return dict(path=path, sha=file_sha256(path), xs=xs, y=y, sw=sw,
+                loss=L.SparseCategoricalCrossentropy(from_logits=not softmax), optimizer=name, config=config,
+                scratch=smodel, truth=_scratch(ctx, path, "float64"), keras=None)
 
 
 def _scratch(ctx, path, dtype=None):
@@ -120,8 +126,11 @@ def _scratch(ctx, path, dtype=None):
     return model.to_dtype(dtype) if dtype else model
 
 
-def _keras(ctx, path):
-    return ctx.kr.load_model(path, None, max_bytes=memory_budget(ctx.args))
+def _keras(ctx, setup):
+    """The Keras model, loaded on the first cache miss and shared by both sections."""
+    if setup["keras"] is None:
+        setup["keras"] = ctx.kr.load_model(setup["path"], None, max_bytes=memory_budget(ctx.args))
+    return setup["keras"]
 
 
 def _take(setup, start, count):
@@ -133,32 +142,45 @@ def _take(setup, start, count):
 
 # ---- the sections -------------------------------------------------------------------------------
 def _gradients(ctx, setup):
-    from .gradients import compare_gradients
+    from .gradients import compare_gradients, keras_gradient_side
 
-    xs, y, sw = _take(setup, 0, GRAD_SAMPLES)
-    kmodel = setup["keras"]
-    # Keras in training mode moves BatchNormalization's statistics (scratch restores its own, keep_state):
-    # put the file's values back so that the training section starts from the file's weights.
-    saved = kmodel.get_weights()
-    try:
-        res = compare_gradients(kmodel, setup["scratch"], xs, y, setup["loss"], sw, training=True,
-                                truth=setup["truth"])
-    finally:
-        kmodel.set_weights(saved)
+    batch = _take(setup, 0, GRAD_SAMPLES)
+    xs, y, sw = batch
+
+    def keras_side():
+        kmodel = _keras(ctx, setup)
+        # Keras in training mode moves BatchNormalization's statistics (scratch restores its own, keep_state):
+        # put the file's values back so that the training section starts from the file's weights.
+        saved = kmodel.get_weights()
+        try:
+            return keras_gradient_side(kmodel, xs, y, setup["loss"], sw, training=True)
+        finally:
+            kmodel.set_weights(saved)
+
+    side, source = tcache.cached(ctx.cache, tcache.gradient_parts(setup["sha"], batch, setup["loss"], True),
+                                 keras_side, tcache.gradient_to_store, tcache.gradient_from_store)
+    res = compare_gradients(None, setup["scratch"], xs, y, setup["loss"], sw, training=True, truth=setup["truth"],
+                            keras_side=side)
     for row in res["rows"]:
         if row.get("max_abs") is not None and row.get("atol"):
             row["err_over_tol"] = row["max_abs"] / row["atol"]
-    return dict(res, samples=len(xs[0]), loss=_describe(setup["loss"]), mode="training=True, dropout rate 0")
+    return dict(res, samples=len(xs[0]), loss=_describe(setup["loss"]), mode="training=True, dropout rate 0",
+                keras_source=source)
 
 
 def _training(ctx, setup, steps):
-    from .training import training_parity
+    from .training import keras_training_side, training_parity
 
     batches = [_take(setup, GRAD_SAMPLES + k * BATCH, BATCH) for k in range(steps)]
-    res = training_parity(setup["keras"], setup["scratch"], batches, setup["loss"], setup["optimizer"],
-                          setup["config"], truth=setup["truth"])
+    parts = tcache.training_parts(setup["sha"], batches, setup["loss"], setup["optimizer"], setup["config"], BATCH)
+    side, source = tcache.cached(
+        ctx.cache, parts,
+        lambda: keras_training_side(_keras(ctx, setup), batches, setup["loss"], setup["optimizer"], setup["config"]),
+        tcache.training_to_store, tcache.training_from_store)
+    res = training_parity(None, setup["scratch"], batches, setup["loss"], setup["optimizer"], setup["config"],
+                          truth=setup["truth"], keras_side=side)
     return dict(res, optimizer=setup["optimizer"], optimizer_config=setup["config"], batch_size=BATCH,
-                loss=_describe(setup["loss"]))
+                loss=_describe(setup["loss"]), keras_source=source)
 
 
 def _describe(loss):

@@ -45,32 +45,51 @@ def keras_optimizer(kmodel, name, config):
     return getattr(lib.optimizers, name)(**cfg)
 
 
-def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, truth=None, dtype=np.float32):
-    """Per-step records for ``batches`` = [(xs, y, sample_weight)], plus the verdict.
-
-    ``optimizer`` is a class name ('Adam'); ``optimizer_config`` its keyword arguments (the same
-    for both sides). Returns {steps: [...], passed, first_failing_step, worst_weight}.
-    """
-    from scratch import optimizers as sopt
-    from scratch.trainer import Trainer
-
-    zero_dropout(kmodel, smodel)
+def keras_training_side(kmodel, batches, loss, optimizer, optimizer_config):
+    """Keras ``train_on_batch`` on ``batches`` from ``kmodel``'s weights (which it moves): {losses
+    (one per step, as Keras returns them), weights (``get_weights()`` after each step), infos}.
+    Plain arrays and JSON, so ``parity run`` can cache it (``parity.suite_training``)."""
+    zero_dropout(kmodel, None)
     kmodel.compile(optimizer=keras_optimizer(kmodel, optimizer, optimizer_config), loss=keras_loss(kmodel, loss))
     # Create the optimizer's slots now, as Keras 3's train_on_batch does itself: tf_keras would create
     # them inside its first traced step and then trace the whole step a second time (the traces are
     # most of the cost of a short run; the slots start at zero either way).
     kmodel.optimizer.build(kmodel.trainable_variables)
+    infos = kr.layer_infos(kmodel)
+    losses, weights = [], []
+    for xs, y, sw in batches:
+        feed = xs if len(xs) > 1 else xs[0]
+        losses.append(float(np.asarray(kmodel.train_on_batch(feed, y, sample_weight=sw))))
+        weights.append([np.asarray(w) for w in kmodel.get_weights()])
+    return dict(losses=losses, weights=weights, infos=infos)
+
+
+def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, truth=None, dtype=np.float32,
+                    keras_side=None):
+    """Per-step records for ``batches`` = [(xs, y, sample_weight)], plus the verdict.
+
+    ``optimizer`` is a class name ('Adam'); ``optimizer_config`` its keyword arguments (the same
+    for both sides); ``keras_side`` is ``keras_training_side``'s result for them (computed from
+    ``kmodel`` when None). Returns {steps: [...], passed, first_failing_step, worst_weight}.
+    """
+    from scratch import optimizers as sopt
+    from scratch.trainer import Trainer
+
+    if keras_side is None:
+        keras_side = keras_training_side(kmodel, batches, loss, optimizer, optimizer_config)
+    if len(keras_side["losses"]) != len(batches):
+        raise ValueError(f"Keras took {len(keras_side['losses'])} steps for {len(batches)} batches")
+    zero_dropout(None, smodel)
     trainer = Trainer(smodel).compile(loss, sopt.get(optimizer, **optimizer_config))
     t_trainer = None
     if truth is not None:
-        zero_dropout(kmodel, truth)
+        zero_dropout(None, truth)
         t_trainer = Trainer(truth).compile(loss, sopt.get(optimizer, **optimizer_config))
-    reduction = gradient_reduction(kr.layer_infos(kmodel), len(batches[0][0][0]))
-    scratch_weights = _aligned_weights(kmodel)
+    reduction = gradient_reduction(keras_side["infos"], len(batches[0][0][0]))
+    scratch_weights = _aligned_weights()
     steps, first = [], None
     for k, (xs, y, sw) in enumerate(batches, start=1):
-        feed = xs if len(xs) > 1 else xs[0]
-        k_loss = float(np.asarray(kmodel.train_on_batch(feed, y, sample_weight=sw)))
+        k_loss, k_weights = keras_side["losses"][k - 1], keras_side["weights"][k - 1]
         s_loss = trainer.train_on_batch(xs, y, sw)
         t_loss = None
         if t_trainer is not None:
@@ -78,7 +97,7 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
                                                for x in xs], y, sw)
         lr = float(trainer.optimizer.learning_rate)
         worst = dict(ratio=-1.0)
-        for (name, sw_), kw in zip(scratch_weights(smodel), kmodel.get_weights()):
+        for (name, sw_), kw in zip(scratch_weights(smodel), k_weights):
             if np.shape(sw_) != np.shape(kw):   # never compare two different weights
                 raise ValueError(f"weight order: scratch '{name}' {np.shape(sw_)} vs Keras {np.shape(kw)}")
             diff = float(np.max(np.abs(np.asarray(sw_, np.float64) - kw), initial=0.0))
@@ -97,7 +116,7 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
             st = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
                      for a, b in zip(smodel.get_weights(), truth.get_weights()))
             kt = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
-                     for a, (_, b) in zip(kmodel.get_weights(), scratch_weights(truth)))
+                     for a, (_, b) in zip(k_weights, scratch_weights(truth)))
             row["scratch_vs_truth"], row["keras_vs_truth"] = st, kt
             if not within:
                 row["attributed_to_rounding"] = bool(max(st, kt) <= ROUNDING_RATIO * max(min(st, kt), 1e-30))
@@ -109,8 +128,8 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
                 max_weight_diff=max(r["weight_diff"] for r in steps), reduction=reduction)
 
 
-def _aligned_weights(kmodel):
-    """A function giving a scratch model's ``[(name, array)]`` in ``kmodel.get_weights()`` order:
+def _aligned_weights():
+    """A function giving a scratch model's ``[(name, array)]`` in Keras's ``get_weights()`` order:
     layer by layer, each layer's weights in its own order (Keras 3 and tf_keras alike)."""
     def slots(model):
         return [(f"{l.name}/{n}", w) for l in model.layers for n, w in zip(l.active_weight_names(), l.get_weights())]

@@ -96,6 +96,22 @@ def training_rows(t):
     return rows
 
 
+KERAS_SOURCE = dict(cache="read from the cache", keras="computed in this run")
+
+
+def cache_line(data):
+    """How many models' Keras gradients and train_on_batch steps were read from the cache."""
+    sections = [(n, sec) for n, r in _sections(data).items() for sec in (r.get("gradients"), r.get("training"))
+                if sec and sec.get("keras_source")]
+    cached = sorted({n for n, sec in sections if sec["keras_source"] == "cache"}, key=list(data["models"]).index)
+    if not cached:
+        return "Keras gradients and train_on_batch steps: computed in this run."
+    return (f"Keras gradients and train_on_batch steps read from the cache (same file, batches, loss, optimizer, "
+            f"steps, code and stack; --no-cache recomputes; scratch always recomputes) for "
+            f"{sum(sec['keras_source'] == 'cache' for _, sec in sections)} of {len(sections)} sections, models: "
+            f"{', '.join(cached)}.")
+
+
 def _setup_line(r):
     g, t = r.get("gradients") or {}, r.get("training") or {}
     parts = []
@@ -105,6 +121,10 @@ def _setup_line(r):
     if "steps" in t:
         cfg = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["optimizer_config"].items())
         parts.append(f"training: {len(t['steps'])} steps of {t['batch_size']}, {t['optimizer']}({cfg}), {t['loss']}")
+    sources = [f"{label} {KERAS_SOURCE[sec['keras_source']]}" for label, sec in (("gradients", g), ("training", t))
+               if sec.get("keras_source")]
+    if sources:
+        parts.append("Keras side: " + ", ".join(sources))
     for label, sec in (("gradients", g), ("training", t)):
         if sec.get("error"):
             parts.append(f"{label}: {sec['error']}")
@@ -120,7 +140,8 @@ def md_lines(data, md_table):
         return []
     if _all_skipped(sections):
         return ["", "## Gradient and training parity", "", SKIPPED]
-    out = ["", "## Gradient and training parity", "", EXPLAIN, "", md_table(OVERVIEW_HEADERS, overview_rows(data))]
+    out = ["", "## Gradient and training parity", "", EXPLAIN, "", cache_line(data), "",
+           md_table(OVERVIEW_HEADERS, overview_rows(data))]
     for name, r in sections.items():
         g, t = r.get("gradients") or {}, r.get("training") or {}
         if "skipped" in g:
@@ -142,6 +163,7 @@ def html_parts(folder, data, table_html, fold):
         return [f"<h2 id='training'>Gradient and training parity</h2><p>{html.escape(SKIPPED)}</p>"]
     rows = overview_rows(data)
     parts = ["<h2 id='training'>Gradient and training parity (per model)</h2>", f"<p>{html.escape(EXPLAIN)}</p>",
+             f"<p>{html.escape(cache_line(data))}</p>",
              table_html(OVERVIEW_HEADERS, rows, ["ok" if r[1] in ("PASS", "skipped") and r[5] in ("PASS", "skipped")
                                                  else "fail" for r in rows])]
     for name, r in sections.items():
