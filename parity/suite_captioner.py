@@ -163,23 +163,66 @@ def _teacher_tokens(token_lists, vocab):
 
 
 def _caption_metrics(ctx, data, caps):
-    """coco metrics of every caption set against the references, tokenized in one PTB call."""
+    """coco metrics of every caption set against the references, tokenized in one PTB call. The Keras
+    sets' scores (and the BLEU cross-check on them) come from the cache when the same references,
+    captions, tokenizer, METEOR state and metric code were scored before; scratch's are always computed."""
     from . import metrics as M
 
     keys = list(data["ids"])
-    sides = list(caps)
     table = {("ref", k): [" ".join(t) for t in toks] for k, toks in zip(keys, data["tokens"])}
+    parts = {side: _metric_parts(ctx, table, caps[side]) for side in caps if side.startswith("keras")}
+    stored = {side: ctx.cache.get(p) for side, p in parts.items()}
+    stored = {side: hit[1] for side, hit in stored.items() if hit is not None and "scores" in hit[1]}
+    sides = [side for side in caps if side not in stored]
     table.update({(side, k): [c] for side in sides for k, c in zip(keys, caps[side])})
     tokenized, method = M.tokenize(table, method=ctx.args.tokenizer)
     gts = {k: tokenized[("ref", k)] for k in keys}
     out = dict(tokenizer=method)
-    for side in sides:
+    for side in caps:
+        if side in stored and stored[side]["tokenizer"] == method:
+            out[side] = stored[side]["scores"]
+            if side == "keras":
+                out["bleu_cross_check"] = stored[side]["bleu_cross_check"]
+            continue
+        if side in stored:   # scored with another tokenizer: score it again, tokenized as now
+            tokenized.update(M.tokenize({(side, k): [c] for k, c in zip(keys, caps[side])}, method=method)[0])
         res = {k: tokenized[(side, k)] for k in keys}
         scores = M.caption_metrics(gts, res, meteor=ctx.meteor if ctx.meteor is not None else False)
         if ctx.meteor is None:
             scores["METEOR_error"] = ctx.meteor_error
         scores["nltk_bleu4"] = M.nltk_bleu(gts, res)[3]
-        out[side] = scores
+        entry = dict(tokenizer=method, scores=scores)
         if side == "keras":
-            out["bleu_cross_check"] = M.bleu_cross_check(gts, res)
+            entry["bleu_cross_check"] = M.bleu_cross_check(gts, res)
+        if side in parts and not (ctx.meteor is not None and "METEOR_error" in scores):   # never keep a failure
+            # a hit reads JSON back: a miss must see the same values
+            entry = json.loads(to_json(entry))
+            ctx.cache.put(parts[side], {}, entry)
+        out[side] = entry["scores"]
+        if side == "keras":
+            out["bleu_cross_check"] = entry["bleu_cross_check"]
     return out
+
+
+def _metric_parts(ctx, table, captions):
+    """The cache key of one Keras caption set's scores: everything they are a function of."""
+    import hashlib
+    import inspect
+    from importlib import metadata
+
+    from . import metrics as M
+
+    def versions(*names):
+        found = {}
+        for name in names:
+            try:
+                found[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                found[name] = None
+        return found
+
+    text = json.dumps([sorted(table.items()), list(captions)], default=str)
+    return dict(kind="caption-metrics-v1", captions=hashlib.sha256(text.encode()).hexdigest(),
+                tokenizer=ctx.args.tokenizer, java=M.java_available(), meteor=ctx.meteor is not None,
+                meteor_error=ctx.meteor_error, code=hashlib.sha256(inspect.getsource(M).encode()).hexdigest(),
+                versions=versions("pycocoevalcap", "nltk"))

@@ -181,3 +181,25 @@ def test_an_entry_missing_arrays_is_recomputed(tmp_path):
     assert source == "keras" and calls == [1] and [w.tolist() for w in got["weights"][0]] == [[1, 1, 1], [0, 0]]
     again, source = tcache.cached(cache, parts, lambda: 1 / 0, tcache.training_to_store, tcache.training_from_store)
     assert source == "cache" and again["losses"] == [1.5]
+
+
+# ---- the Keras captions' scores ---------------------------------------------------------------------
+def test_keras_caption_scores_are_cached_and_scratch_scores_always_computed(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from parity import metrics as M
+    from parity.suite_captioner import _caption_metrics
+
+    scored = []
+    real = M.caption_metrics
+    monkeypatch.setattr(M, "caption_metrics", lambda gts, res, meteor=None: scored.append(list(res.values())[0]) or real(gts, res, meteor))
+    ctx = SimpleNamespace(cache=KerasCache(str(tmp_path), ENV), args=SimpleNamespace(tokenizer="simple"), meteor=None,
+                          meteor_error="skipped (--no-meteor)")
+    data = dict(ids=[7, 8], tokens=[[["a", "red", "three"], ["a", "three"]], [["a", "blue", "seven"]]])
+    caps = dict(keras=["a red three", "a blue one"], scratch=["a red three", "a blue seven"])
+    first = _caption_metrics(ctx, data, caps)
+    assert scored == [["a red three"], ["a red three"]]
+    second = _caption_metrics(ctx, data, caps)
+    assert second == first and len(scored) == 3   # the hit: scratch's set only
+    _caption_metrics(ctx, data, dict(caps, keras=["a red three", "a blue two"]))   # other Keras captions: a miss
+    assert len(scored) == 5
