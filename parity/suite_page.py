@@ -11,10 +11,15 @@ import html
 import os
 
 from .compare_table import LEGEND, overrides_line
-from .plots import (plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters,
-                    plot_history)
+from . import plots
+from .suite_plot_cache import cached
 from .train_demo_page import html_section as train_demo_section
 from .training_report import html_parts as training_parts
+
+# Each figure is drawn once per distinct input (suite_plot_cache): a warm run copies most of them.
+plot_caption_grid, plot_confusions, plot_error_budget, plot_error_vs_depth, plot_filters, plot_history = (
+    cached(getattr(plots, name)) for name in ("plot_caption_grid", "plot_confusions", "plot_error_budget",
+                                              "plot_error_vs_depth", "plot_filters", "plot_history"))
 
 
 def _esc(x):

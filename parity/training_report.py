@@ -8,7 +8,10 @@ failing step is also in the model's failures at the top of both reports.
 import html
 import os
 
-from .plots import plot_training_parity
+from . import plots
+from .suite_plot_cache import cached
+
+plot_training_parity = cached(plots.plot_training_parity)   # drawn once per distinct result (suite_plot_cache)
 
 OVERVIEW_HEADERS = ["model", "gradients", "weights ok", "worst err/tol", "first diverging weight", "training",
                     "optimizer", "steps ok", "worst dw/budget", "beyond budget, rounding (f64)", "first failing step",
@@ -172,7 +175,7 @@ def html_parts(folder, data, table_html, fold):
             continue
         body = [f"<p>{html.escape(_setup_line(r))}</p>"]
         if t.get("steps"):
-            plot_training_parity(os.path.join(folder, "img", f"training_{name}.png"), t,
+            plot_training_parity(os.path.join(folder, "img", f"training_{name}.png"), dict(steps=t["steps"]),
                                  f"{name}: training parity ({verdict(t)}), {t['optimizer']}")
             body.append(f"<img src='img/training_{html.escape(name)}.png' alt='training parity {html.escape(name)}'>")
         if g.get("rows"):
