@@ -61,8 +61,8 @@ def training_parts(model_sha, batches, loss, optimizer, config, batch_size):
 def gradient_to_store(side):
     arrays = {f"grad/{i}": g for i, g in enumerate(side["grads"]) if g is not None}
     arrays.update({f"dx/{i}": g for i, g in side["dx"].items()})
-    meta = dict(loss=side["loss"], grads=len(side["grads"]), missing=[i for i, g in enumerate(side["grads"]) if g is None],
-                dx=sorted(side["dx"]), infos=side["infos"])
+    missing = [i for i, g in enumerate(side["grads"]) if g is None]
+    meta = dict(loss=side["loss"], grads=len(side["grads"]), missing=missing, dx=sorted(side["dx"]), infos=side["infos"])
     return arrays, json.loads(to_json(meta))
 
 

@@ -200,7 +200,8 @@ def test_keras_caption_scores_are_cached_and_scratch_scores_always_computed(tmp_
 
     scored = []
     real = M.caption_metrics
-    monkeypatch.setattr(M, "caption_metrics", lambda gts, res, meteor=None: scored.append(list(res.values())[0]) or real(gts, res, meteor))
+    monkeypatch.setattr(M, "caption_metrics",
+                        lambda gts, res, meteor=None: scored.append(list(res.values())[0]) or real(gts, res, meteor))
     ctx = SimpleNamespace(cache=KerasCache(str(tmp_path), ENV), args=SimpleNamespace(tokenizer="simple"), meteor=None,
                           meteor_error="skipped (--no-meteor)")
     data = dict(ids=[7, 8], tokens=[[["a", "red", "three"], ["a", "three"]], [["a", "blue", "seven"]]])
