@@ -63,6 +63,7 @@ class Model(ModelInfo, Layer):
         for i, node in enumerate(nodes):
             for ref in node.refs():
                 self._last_use[ref] = i
+        self._plan = None
 
     # ---- construction from a Keras config -------------------------------------------------
     # ---- shapes and weights ---------------------------------------------------------------
@@ -161,26 +162,39 @@ class Model(ModelInfo, Layer):
         for ref, x, m in zip(self.inputs, xs, as_list(input_masks)):
             values[ref] = self._all_layers[ref[0]].forward(x)
             masks[ref] = m
-        wanted = set(self.outputs)
-        for i, node in enumerate(self.nodes):
-            outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training, tape)
-            name = node.layer.name
-            for t, (o, m) in enumerate(zip(outs, out_masks)):
-                values[Ref(name, node.index, t)] = o
-                masks[Ref(name, node.index, t)] = m
-            for t, o in enumerate(outs):
-                tname = prefix + trace_name(name, node.index, t)
-                if collect is not None:
-                    collect.append((tname, o))
-                if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
-                    values[Ref(name, node.index, t)] = np.asarray(feed[tname])
-            if not keep and tape is None:   # free intermediates nobody reads again (ResNet-sized batches)
-                for ref in node.refs():
-                    if self._last_use.get(ref) == i and ref not in wanted and ref not in self.inputs:
-                        values.pop(ref, None)
+        named = collect is not None or feed is not None
+        free = not keep and tape is None   # free intermediates nobody reads again (ResNet-sized batches)
+        for node, plan in zip(self.nodes, self._node_plan()):
+            outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training, tape,
+                                              plan.tensor_args)
+            refs = plan.out_refs(len(outs))
+            for ref, o, m in zip(refs, outs, out_masks):
+                values[ref] = o
+                masks[ref] = m
+            if named:
+                for t, (ref, o) in enumerate(zip(refs, outs)):
+                    tname = prefix + trace_name(node.layer.name, node.index, t)
+                    if collect is not None:
+                        collect.append((tname, o))
+                    if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
+                        values[ref] = np.asarray(feed[tname])
+            if free:
+                for ref in plan.last_read:
+                    values.pop(ref, None)
         return [values[r] for r in self.outputs], [masks.get(r) for r in self.outputs]
 
-    def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None):
+    def _node_plan(self):
+        """Per node, what every run needs and no run changes (built at the first run; a decoding
+        step model runs a tiny graph hundreds of times, where walking the arguments again per call
+        was a third of the graph's own time): ``NodePlan``."""
+        if self._plan is None:
+            wanted, inputs = set(self.outputs), set(self.inputs)
+            self._plan = [NodePlan(node, [r for r in dict.fromkeys(node.refs())
+                                          if self._last_use.get(r) == i and r not in wanted and r not in inputs])
+                          for i, node in enumerate(self.nodes)]
+        return self._plan
+
+    def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None, tensor_args=None):
         layer = node.layer
         args = resolve(node.args, values)
         kwargs = resolve(node.kwargs, values)
@@ -193,8 +207,8 @@ class Model(ModelInfo, Layer):
             return [out], [None]
         first_mask = squash(resolve_masks(node.args[0], masks)) if node.args else None
         explicit = kwargs.pop("mask", None)
-        tensor_args = sum(1 for a in list(node.args) + [v for k, v in node.kwargs.items() if k != "mask"]
-                          if any(True for _ in leaves(a)))
+        if tensor_args is None:
+            tensor_args = count_tensor_arguments(node)
         if explicit is not None:
             mask = squash(explicit)
         elif node.auto_mask == "tf_keras" or tensor_args == 1:
@@ -338,3 +352,29 @@ class Model(ModelInfo, Layer):
 
     def __repr__(self):
         return f"Model(name={self.name!r}, kind={self.kind!r}, layers={len(self.layers)})"
+
+
+class NodePlan:
+    """What running one node needs that only the graph decides: how many tensor arguments the call
+    has (Keras's mask rule reads it), the refs of its outputs, and the tensors it is the last
+    reader of (``last_read``, which a run that keeps nothing frees after it)."""
+
+    __slots__ = ("tensor_args", "last_read", "_node", "_out_refs")
+
+    def __init__(self, node, last_read):
+        self.tensor_args = count_tensor_arguments(node)
+        self.last_read = last_read
+        self._node, self._out_refs = node, []
+
+    def out_refs(self, count):
+        """``[Ref(layer, node, t) for t < count]``, made once (how many outputs shows at the first run)."""
+        refs = self._out_refs
+        while len(refs) < count:
+            refs.append(Ref(self._node.layer.name, self._node.index, len(refs)))
+        return refs if len(refs) == count else refs[:count]
+
+
+def count_tensor_arguments(node):
+    """How many of a call's arguments (``mask=`` aside) hold a tensor."""
+    return sum(1 for a in list(node.args) + [v for k, v in node.kwargs.items() if k != "mask"]
+               if any(True for _ in leaves(a)))
