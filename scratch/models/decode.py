@@ -120,15 +120,13 @@ def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=
         new_finished = keep & ((col == 0) | (token == end))
         new_score = np.where(keep, -np.take_along_axis(flat, order, axis=1), 0.0)
         selected = {}
-        for a, i in enumerate(act.tolist()):
+        lists = zip(act.tolist(), keep.sum(axis=1).tolist(), parent.tolist(), col.tolist(), token.tolist(),
+                    new_finished.tolist(), new_score.tolist())   # Python values: one conversion per step
+        for i, m, ps, cs, ts, fs, ss in lists:
             old = prefix[i]
-            beams = []
-            for b, (p, c, t, fin, s) in enumerate(zip(parent[a].tolist(), col[a].tolist(), token[a].tolist(),
-                                                      new_finished[a].tolist(), new_score[a].tolist())):
-                if not keep[a, b]:
-                    break
-                beams.append((old[p] if c == 0 else old[p] + (t,), s, fin))
-            prefix[i] = [b[0] for b in beams] + [()] * (k - len(beams))
+            beams = [(old[p] if c == 0 else old[p] + (t,), s, f)
+                     for p, c, t, f, s in zip(ps[:m], cs[:m], ts[:m], fs[:m], ss[:m])]
+            prefix[i] = [b[0] for b in beams] + [()] * (k - m)
             selected[i] = beams
         score[act], finished[act], filled[act] = new_score, new_finished, keep
         done[act] = (new_finished | ~keep).all(axis=1)
