@@ -20,7 +20,9 @@ Beam search (width k), scores are sums of float64 log-softmax values, with no le
   when ``max_len`` runs out.
 
 Every step is recorded (logits, chosen tokens, surviving beams) so that the parity suite can compare
-two decoders step by step. The model calls are batched over images (and beams).
+two decoders step by step. The model calls are batched over images (and beams): one step-model call
+per step runs every live beam of every image, and the beams' bookkeeping is done on (image, rank)
+arrays, so that a step costs the step model's arithmetic and little Python besides the record.
 """
 
 import numpy as np
