@@ -109,7 +109,7 @@ CONV_PINS = [
     # 1x1 kernels run without a patch matrix: strided, 'same', with activation and bias
     (_conv(kernel_size=1, strides=2, filters=4, activation="relu"), (2, 7, 6, 3)),
     (_conv(kernel_size=1, strides=(1, 3), padding="same", activation="sigmoid"), (3, 5, 8, 2)),
-    # more than conv.FEW_CHANNELS input channels: patch blocks copied from the window view
+    # more than conv_forward.FEW_CHANNELS input channels: patch blocks copied from the window view
     (_conv(kernel_size=3, strides=2, padding="same", filters=4, activation="tanh"), (2, 7, 8, 6)),
     (_conv(kernel_size=(2, 3), dilation_rate=2, padding="same", filters=3), (2, 9, 7, 5)),
 ]
