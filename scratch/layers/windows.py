@@ -182,26 +182,30 @@ def patch_block(win, bs, rs, reuse=False):
     return patches
 
 
-def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs):
+def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs, ones_row=False):
     """One block's patch matrix, transposed: (kh*kw*C, nb*nr*ow) in this thread's reused buffer.
 
     Row (a, b, c) is the input plane c shifted by kernel offset (a, b), copied as one slab per
     offset. For inputs with few channels this beats ``patch_block``, whose copy moves runs of
     only kw*C values; the product then reads it as a column-major matrix, ``.T``, which BLAS
-    takes as it is.
+    takes as it is. ``ones_row=True`` appends a row of ones (kh*kw*C + 1 rows): multiplied by a
+    bias row appended to the kernel, the product adds the bias as its last term.
     """
     (kh, kw), (sh, _), (oh_all, ow) = kernel, strides, out_hw
     nb = len(range(*bs.indices(xp.shape[0])))
     nr = len(range(*rs.indices(oh_all)))
     c = xp.shape[-1]
-    size = kh * kw * c * nb * nr * ow
-    out = thread_buffer("transposed", size, xp.dtype).reshape(kh * kw, c, nb, nr, ow)
+    m, k = nb * nr * ow, kh * kw * c
+    flat = thread_buffer("transposed", (k + ones_row) * m, xp.dtype).reshape(k + ones_row, m)
+    out = flat[:k].reshape(kh * kw, c, nb, nr, ow)
     top = rs.start * sh
     for (a, b), (rows, cols) in offset_slices(kernel, strides, dilation, (nr, ow)):
         rows = slice(top + rows.start, top + rows.stop, sh)
         np.copyto(out[a * kw + b], xp[bs, rows, cols, :].transpose(3, 0, 1, 2))
-    _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], out.nbytes)
-    return out.reshape(kh * kw * c, nb * nr * ow)
+    if ones_row:
+        flat[k] = 1
+    _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], flat.nbytes)
+    return flat
 
 
 def col2im_add(dxp, dpatches, bs, rs, strides, dilation):
