@@ -2,7 +2,8 @@
 
 ``run`` picks the form: a 1x1 Conv2D needs no patch matrix, its (strided) pixels are the rows
 (``pointwise``); a stride-1 Conv2D with a medium channel count runs one product per kernel tap
-(``taps``, see ``conv_taps``); every other one runs im2col (``patches``): blocks of at most
+(``taps``, see ``conv_taps``), or with many channels and a 3x3 kernel as Winograd's F(2x2, 3x3)
+(``winograd``, see ``conv_winograd``); every other one runs im2col (``patches``): blocks of at most
 ``windows.FORWARD_BLOCK_BYTES`` are copied into a reused per-thread buffer and multiplied straight
 into their rows of the output. Every form finishes each block there (bias, activation) while it
 is still in cache, and runs its blocks on the engine's pool (``scratch.parallel``).
@@ -10,7 +11,7 @@ is still in cache, and runs its blocks on the engine's pool (``scratch.parallel`
 
 import numpy as np
 
-from . import conv_taps, windows
+from . import conv_taps, conv_winograd, windows
 from .. import parallel
 
 # Inputs with at most this many channels build their patch blocks transposed, one slab per kernel
@@ -23,6 +24,8 @@ def run(layer, xp, z, y):
     for a linear activation) for the padded input ``xp``."""
     if layer.kernel_size == (1, 1) and layer.groups == 1:
         pointwise(layer, xp, z, y)
+    elif conv_winograd.use_winograd(layer, xp.shape, z.shape[1:3]):
+        winograd(layer, xp, z, y)
     elif conv_taps.use_taps(layer, xp.shape, z.shape[1:3]):
         taps(layer, xp, z, y)
     else:
@@ -76,6 +79,18 @@ def taps(layer, xp, z, y):
         finish(layer, z[b], y[b], bias=False)   # tap_blocks added the bias
 
     parallel.run_blocks(block, todo, cost=z.size * layer.weights["kernel"][..., 0].size)
+
+
+def winograd(layer, xp, z, y):
+    """3x3, stride 1, many channels: Winograd's F(2x2, 3x3) (conv_winograd)."""
+    bias = layer.weights["bias"] if layer.use_bias else None
+    todo, work = conv_winograd.winograd_blocks(xp, layer.weights["kernel"], z, bias=bias)
+
+    def block(b):
+        done = work(b)
+        finish(layer, z[done], y[done], bias=False)   # winograd_blocks added the bias
+
+    parallel.run_blocks(block, todo, cost=z.size * 9 * xp.shape[-1])
 
 
 def patches(layer, xp, z, y):
