@@ -91,3 +91,14 @@ def test_winograd_only_where_it_is_meant(monkeypatch):
     assert not use(Conv2D(256, 3, dilation_rate=2), (8, 28, 28, 256), (24, 24))
     assert not use(Conv2D(256, 3, groups=2), (8, 26, 26, 256), (24, 24))
     assert not use(Conv2D(256, 5, padding="same"), (8, 28, 28, 256), (24, 24))
+
+
+def test_conv2d_winograd_at_vgg_size_matches_keras():
+    # The sizes the path is taken for by default (no lowered thresholds): 256 channels, 256 tiles.
+    cfg, shape = dict(filters=256, kernel_size=3, padding="same", activation="relu"), (4, 16, 16, 256)
+    layer = Conv2D(**cfg)
+    layer.build(shape)
+    conv_winograd.WINOGRAD_MIN_CHANNELS, conv_winograd.WINOGRAD_MIN_TILES = 256, 256   # restored by the fixture
+    assert _winograd_taken(layer, np.zeros(shape, "float32"))
+    stats = check_against_keras(keras.layers.Conv2D, Conv2D, cfg, shape, seed=11)
+    assert all(s["passed"] for s in stats.values())
