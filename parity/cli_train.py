@@ -7,8 +7,9 @@ setup, bad ``--inputs`` or arguments), one line on stderr.
 The loss and optimizer come from the file's training config (legacy ``training_config`` or
 ``.keras`` ``compile_config``) when it has one; ``--loss``/``--optimizer``/``--learning-rate``
 override it. Defaults: sparse categorical cross-entropy and Adam(1e-3). A cross-entropy named by
-``--loss`` takes ``from_logits=True`` unless the output layer ends in softmax (sigmoid for the binary
-one). ``--inputs XY.npz`` holds the model inputs as ``parity check --inputs`` takes them, plus
+``--loss`` takes ``from_logits=True`` unless the output is what Keras's sigmoid or softmax returned
+(then Keras's loss reads the logits behind it either way: ``scratch.keras_logits``).
+``--inputs XY.npz`` holds the model inputs as ``parity check --inputs`` takes them, plus
 ``y`` (and optionally ``sample_weight``); without it, random dtype-aware inputs and targets.
 """
 
@@ -54,6 +55,7 @@ def _common(p):
 # ---- shared set-up ------------------------------------------------------------------------------
 def _setup(args):
     """(scratch model, loss, training-config optimizer or None) with exit-2 errors."""
+    from scratch import keras_logits
     from scratch import losses as L
     from scratch.saving.training_config import TrainingConfigError, read_training_config
 
@@ -64,8 +66,6 @@ def _setup(args):
         tc = read_training_config(args.model) if not args.config else {"loss": None, "optimizer": None}
     except TrainingConfigError as exc:
         raise BadInput(str(exc)) from None
-    out_layer = smodel._all_layers[smodel.outputs[0][0]]
-    act = getattr(getattr(out_layer, "activation", None), "name", None)
     loss = tc["loss"]
     if args.loss or loss is None:
         name = args.loss or "sparse_categorical_crossentropy"
@@ -74,8 +74,8 @@ def _setup(args):
             if cls is None:
                 raise L.LossError(f"Unsupported loss: {name!r}. Supported: {sorted(L.ALIASES)}")
             kwargs = {}
-            if cls.__name__ in _CE:
-                kwargs["from_logits"] = act != ("sigmoid" if cls.__name__ == "BinaryCrossentropy" else "softmax")
+            if cls.__name__ in _CE:   # probabilities when Keras's sigmoid/softmax made the output
+                kwargs["from_logits"] = not keras_logits.tags_output(smodel)
             loss = cls(**kwargs)
         except L.LossError as exc:
             raise BadInput(f"--loss: {exc}") from None

@@ -62,6 +62,44 @@ def blas_library():
     return None if _state["lib"] is None else _state["lib"][0]
 
 
+# cblas_?gemm of the ILP64 builds numpy ships (64-bit integer arguments): C = A @ B + beta * C.
+_GEMMS = {np.dtype(np.float32): ("scipy_cblas_sgemm64_", "cblas_sgemm64_", ctypes.c_float),
+          np.dtype(np.float64): ("scipy_cblas_dgemm64_", "cblas_dgemm64_", ctypes.c_double)}
+_ROW_MAJOR, _NO_TRANS = 101, 111
+
+
+def blas_gemm(dtype):
+    """``gemm(m, n, k, a, lda, b, ldb, c, ldc, beta)`` for ``dtype``: ``C = A @ B + beta * C`` on
+    row-major matrices given by their addresses (``arr.ctypes.data``) and row strides in elements,
+    straight from the BLAS numpy uses; None when that BLAS or dtype has none we know.
+
+    numpy's ``matmul`` cannot add into its output; this can, so a sum of products (one per
+    convolution tap) needs no temporary and no extra pass. The caller guarantees that every
+    matrix lies inside a live, C-contiguous array of ``dtype``: nothing is checked here.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in _GEMMS or blas_library() is None:
+        return None
+    key = ("gemm", dtype)
+    if key not in _state:
+        names, real = _GEMMS[dtype][:2], _GEMMS[dtype][2]
+        lib = ctypes.CDLL(_state["lib"][0])
+        fn = next((getattr(lib, n) for n in names if hasattr(lib, n)), None)
+        if fn is not None:
+            i64 = ctypes.c_int64
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, real, ctypes.c_void_p, i64,
+                           ctypes.c_void_p, i64, real, ctypes.c_void_p, i64]
+            fn.restype = None
+        _state[key] = fn
+    fn = _state[key]
+    if fn is None:
+        return None
+
+    def gemm(m, n, k, a, lda, b, ldb, c, ldc, beta):
+        fn(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
+    return gemm
+
+
 def blas_threads():
     """BLAS's current thread count (None when unknown)."""
     if blas_library() is None:

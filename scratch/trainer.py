@@ -7,11 +7,11 @@ own seeded generator), ``loss = loss_fn(y, y_pred, sample_weight)`` with the out
 to every trainable weight (``model.backward``), one ``optimizer.apply``. ``train_on_batch`` returns the
 loss computed before the update, as Keras does.
 
-Keras fuses a softmax (sigmoid) output with a cross-entropy on probabilities: inside its compiled
-train and test functions the loss reads the logits behind the ``Softmax`` op and never clips (a
-sample with p = 1e-30 costs 69, not -log(1e-7) = 16). The trainer does the same when the output
-layer is a Dense or Activation layer with that activation: the loss is taken from the layer's
-pre-activation with ``from_logits=True``, and the backward pass starts below the activation.
+Keras's cross-entropies read the logits behind a sigmoid/softmax output instead of the output (and
+never clip: a sample with p = 1e-30 costs 69, not -log(1e-7) = 16), even with ``from_logits=True``
+and whichever of the two activations it was. ``scratch.keras_logits`` states exactly when; the
+trainer then takes the loss from those logits with ``from_logits=True`` and starts the backward
+pass below the activation.
 
 Masks: Keras 3 and tf_keras both weight a masked loss by ``size / count(mask)`` (the mean over the
 kept items; scratch.losses).
@@ -26,16 +26,12 @@ import copy
 
 import numpy as np
 
+from . import keras_logits
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import parallel
 from .errors import ScratchError
-from .layers import activations
 from .models.model import Model
-
-_FUSED = {"softmax": (losses_mod.CategoricalCrossentropy, losses_mod.SparseCategoricalCrossentropy),
-          "sigmoid": (losses_mod.BinaryCrossentropy,)}
-
 
 class TrainerError(ScratchError, ValueError):
     """The model, data or compile arguments cannot be trained as given."""
@@ -125,21 +121,17 @@ class Trainer:
         model = self.model
         xs = model._standardize(x)
         saved = _state(model) if keep_state else None
-        out = model.forward(xs if len(xs) > 1 else xs[0], training=training)
-        mask = model.output_masks[0] if getattr(model, "output_masks", None) else None
-        fused = self._fused_layer()
-        if fused is not None:
-            layer, z = fused
-            twin = copy.copy(self.loss)
-            twin.from_logits = True
-            value, dz = twin.value_and_grad(y, z, sample_weight, mask)
-            linear, layer.activation = layer.activation, activations.get("linear")
-            try:
-                dx = model.backward(dz.astype(out.dtype))
-            finally:
-                layer.activation = linear
-        else:
-            value, dy = self.loss.value_and_grad(y, out, sample_weight, mask)
+        with keras_logits.logits_tap(model, self.loss) as tap:
+            out = model.forward(xs if len(xs) > 1 else xs[0], training=training)
+            mask = model.output_masks[0] if getattr(model, "output_masks", None) else None
+            if not tap.active:
+                value, dy = self.loss.value_and_grad(y, out, sample_weight, mask)
+            elif not keras_logits.squeezed(y, out):   # Keras's loss reads the logits (scratch.keras_logits)
+                value, dy = self._on_logits().value_and_grad(y, out, sample_weight, mask)
+            else:                                    # the output is the logits; the loss reads probabilities
+                probs = tap.activation.forward(out)
+                value, dp = self.loss.value_and_grad(y, probs, sample_weight, mask)
+                dy = tap.activation.backward(out, probs, dp.astype(out.dtype))
             dx = model.backward(dy.astype(out.dtype))
         self.input_grads = dx if len(xs) > 1 else [dx]   # d loss / d each input (None for integer inputs)
         if saved is not None:
@@ -159,31 +151,19 @@ class Trainer:
 
     def _test_on_batch(self, x, y, sample_weight):
         self._check_compiled()
-        out = self.model.forward(_one(self.model._standardize(x)), training=False)
+        with keras_logits.logits_tap(self.model, self.loss) as tap:
+            out = self.model.forward(_one(self.model._standardize(x)), training=False)
         mask = self.model.output_masks[0] if self.model.output_masks else None
-        fused = self._fused_layer()
-        if fused is not None:
-            twin = copy.copy(self.loss)
-            twin.from_logits = True
-            return float(twin(y, fused[1], sample_weight, mask))
-        return float(self.loss(y, out, sample_weight, mask))
+        if not tap.active:
+            return float(self.loss(y, out, sample_weight, mask))
+        if not keras_logits.squeezed(y, out):
+            return float(self._on_logits()(y, out, sample_weight, mask))
+        return float(self.loss(y, tap.activation.forward(out), sample_weight, mask))
 
-    def _fused_layer(self):
-        """``(layer, logits)`` when Keras would read the logits behind a softmax/sigmoid output."""
-        if getattr(self.loss, "from_logits", True):
-            return None
-        layer = self.model._all_layers[self.model.outputs[0][0]]
-        name = getattr(getattr(layer, "activation", None), "name", None)
-        if name not in _FUSED or not isinstance(self.loss, _FUSED[name]):
-            return None
-        kind = type(layer).__name__
-        if kind == "Dense":
-            return layer, layer._cache[1]
-        if kind == "Activation":
-            return layer, layer._cache[0]
-        raise TrainerError(f"output layer '{layer.name}' ({kind}) ends in {name} and the loss takes probabilities: "
-                           "Keras computes that loss from the logits, which scratch can read from Dense and "
-                           "Activation outputs only")
+    def _on_logits(self):
+        twin = copy.copy(self.loss)
+        twin.from_logits = True
+        return twin
 
     # ---- loops ------------------------------------------------------------------------------
     def evaluate(self, x, y, batch_size=32, sample_weight=None):

@@ -5,24 +5,15 @@ Both weighted layers run as im2col: the padded input is viewed as windows
 (kh, kw, C) order, and multiplied by the kernel in one matrix product per block. ``backward``
 rebuilds the same blocks, so nothing larger than one block is ever held.
 
-Forward passes (what ``predict`` runs): blocks of at most ``windows.FORWARD_BLOCK_BYTES`` are copied
-into a reused per-thread buffer, multiplied straight into their rows of the output, and finished
-there (bias, activation) while still in cache; the blocks run on the engine's pool
-(``scratch.parallel``). A 1x1 Conv2D needs no patch matrix: its (strided) pixels are the rows;
-nor does a stride-1 Conv2D with a medium channel count (one product per tap, ``conv_taps``).
+Conv2D's forward passes (what ``predict`` runs) are in ``conv_forward``.
 """
 
 import numpy as np
 
-from . import activations, conv_taps, windows
+from . import activations, conv_forward, windows
 from .conv_base import init_weight as _init_weight, positive_int as _positive_int
 from .. import parallel
 from .base import Layer, LayerError, as_tuple
-
-
-# Inputs with at most this many channels build their patch blocks transposed, one slab per kernel
-# offset (windows.patch_block_transposed): 2.5x faster for C=1, 1.25x for C=3 (bench, 1 thread).
-FEW_CHANNELS = 4
 
 
 def _check_built(layer):
@@ -128,88 +119,9 @@ class Conv2D(Layer):
         n = x.shape[0]
         z = np.empty((n, oh, ow, self.filters), dtype=self.dtype)
         y = z if self.activation.name == "linear" else np.empty_like(z)
-        if self.kernel_size == (1, 1) and self.groups == 1:
-            self._forward_pointwise(xp, z, y)
-        elif conv_taps.use_taps(self, xp.shape, (oh, ow)):
-            self._forward_taps(xp, z, y)
-        else:
-            self._forward_patches(xp, z, y)
+        conv_forward.run(self, xp, z, y)
         self._cache = (x.shape, pads, xp, z, y)
         return y
-
-    def _finish(self, zb, yb):
-        """Bias and activation of one block, in place (while the block is still in cache). A short
-        bias is added along whole output rows: numpy's inner loop runs along the last axis, one
-        call per 8 values for 8 filters (whole rows: 2.7x faster on a (4, 64, 64, 8) block)."""
-        if self.use_bias:
-            bias = self.weights["bias"]
-            if zb.ndim == 4 and bias.size < 64:
-                rows = zb.reshape(-1, zb.shape[2] * bias.size)
-                rows += np.tile(bias, zb.shape[2])
-            else:
-                zb += bias
-        if yb is not zb:
-            if self.activation.name == "relu":
-                np.maximum(zb, 0, out=yb)       # no temporary block
-            else:
-                yb[...] = self.activation.forward(zb)
-
-    def _forward_pointwise(self, xp, z, y):
-        """1x1 kernels need no patch matrix: the (strided) pixels are the rows of the product."""
-        sh, sw = self.strides
-        oh, ow = z.shape[1:3]
-        src = xp if (sh, sw) == (1, 1) else np.ascontiguousarray(xp[:, ::sh, ::sw][:, :oh, :ow])
-        rows = src.reshape(-1, src.shape[-1])
-        kernel = self.weights["kernel"].reshape(rows.shape[1], self.filters)
-        z2, y2 = z.reshape(-1, self.filters, copy=False), y.reshape(-1, self.filters, copy=False)
-
-        def part(r):
-            np.matmul(rows[r], kernel, out=z2[r])
-            self._finish(z2[r], y2[r])
-
-        cost = rows.shape[0] * rows.shape[1] * self.filters
-        parallel.run_blocks(part, parallel.row_chunks(rows.shape[0], rows.shape[1] * self.filters), cost=cost)
-
-    def _forward_taps(self, xp, z, y):
-        """Stride 1: one product per kernel tap on shifted pixel rows, no patch matrix (conv_taps)."""
-        todo, work = conv_taps.tap_blocks(np.ascontiguousarray(xp), self.weights["kernel"], self.dilation_rate, z)
-
-        def block(b):
-            work(b)
-            self._finish(z[b], y[b])
-
-        parallel.run_blocks(block, todo, cost=z.size * self.weights["kernel"][..., 0].size)
-
-    def _forward_patches(self, xp, z, y):
-        """im2col in blocks small enough to stay in cache; each block's product is written straight
-        into its rows of ``z``. Blocks run on the engine's pool (scratch.parallel)."""
-        n, oh, ow, f = z.shape
-        win = windows.windows(xp, self.kernel_size, self.strides, self.dilation_rate, (oh, ow))
-        wk = self._group_kernel()                                    # (G, K/G, F/G)
-        row_bytes = ow * win.shape[3] * win.shape[4] * win.shape[5] * self.dtype.itemsize
-        few_channels = self.groups == 1 and xp.shape[-1] <= FEW_CHANNELS
-
-        def block(b):
-            bs, rs = b
-            zb = z[bs, rs]
-            if few_channels:   # (K, M) built one slab per kernel offset, read as (M, K)
-                pt = windows.patch_block_transposed(xp, self.kernel_size, self.strides, self.dilation_rate,
-                                                    (oh, ow), bs, rs)
-                np.matmul(pt.T, wk[0], out=zb.reshape(-1, f, copy=False))
-                self._finish(zb, y[bs, rs])
-                return
-            patches = windows.patch_block(win, bs, rs, reuse=True)   # (nb, nr, ow, K)
-            nb, nr = patches.shape[:2]
-            flat = patches.reshape(-1, patches.shape[-1])
-            if self.groups == 1:
-                np.matmul(flat, wk[0], out=zb.reshape(-1, f, copy=False))
-            else:
-                out = np.matmul(self._group_patches(flat), wk)       # (G, M, F/G)
-                zb[...] = out.transpose(1, 0, 2).reshape(nb, nr, ow, f)
-            self._finish(zb, y[bs, rs])
-
-        cost = z.size * wk.shape[1]   # multiply-adds: K/G per output element
-        parallel.run_blocks(block, windows.blocks(n, oh, row_bytes, windows.forward_block_bytes()), cost=cost)
 
     def backward(self, dout):
         x_shape, pads, xp, z, y = self._cache

@@ -139,7 +139,9 @@ class _Recurrent(Layer):
         outputs, caches = [], []
         for t in order:
             out, new_states, cache = self.cell.forward(self, x[:, t], states)
-            if mask is not None:
+            # A step where every sample is real changes nothing below (a decoding step model
+            # runs one such step per token: the three selects were a third of its LSTM's time).
+            if mask is not None and not mask[:, t].all():
                 m = mask[:, t, None]
                 out = np.where(m, out, 0.0 if self.zero_output_for_mask else prev_out).astype(self.dtype)
                 new_states = [np.where(m, new, old) for new, old in zip(new_states, states)]

@@ -20,11 +20,15 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import parallel
 from .base import LayerError, check_choice
 
 # Upper bound on one patch matrix. Read at call time, so a test may lower it to force chunking.
 MAX_PATCH_BYTES = 256 * 2**20
 FORWARD_BLOCK_BYTES = 2 * 2**20
+# A padded copy's cost per element in the multiply-adds of ``parallel.run_blocks`` (a copy into
+# fresh memory, page faults included, ~20 of a product's multiply-adds).
+PAD_COST = 20
 
 _buffers = threading.local()
 
@@ -105,13 +109,19 @@ def pad_hw(x, pads, value=0.0):
         return x
     n, h, w, c = x.shape
     # Only the border is filled (np.full would write the whole array once more: 2 ms of a 30 ms
-    # 3x3 conv on (8, 56, 56, 64), on one thread, before the pool starts).
+    # 3x3 conv on (8, 56, 56, 64), on one thread, before the pool starts). Runs of items are
+    # padded on the engine's pool: alone, the copy was 1.4 of a 3x3 conv's 15-36 ms (8x56x56x64).
     out = np.empty((n, h + t + b, w + l + r, c), dtype=x.dtype)
-    out[:, :t] = value
-    out[:, t + h:] = value
-    out[:, t:t + h, :l] = value
-    out[:, t:t + h, l + w:] = value
-    out[:, t:t + h, l:l + w, :] = x
+
+    def items(s):
+        o = out[s]
+        o[:, :t] = value
+        o[:, t + h:] = value
+        o[:, t:t + h, :l] = value
+        o[:, t:t + h, l + w:] = value
+        o[:, t:t + h, l:l + w, :] = x[s]
+
+    parallel.run_blocks(items, parallel.row_chunks(n, PAD_COST * h * w * c), cost=PAD_COST * x.size)
     return out
 
 
@@ -182,26 +192,30 @@ def patch_block(win, bs, rs, reuse=False):
     return patches
 
 
-def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs):
+def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs, ones_row=False):
     """One block's patch matrix, transposed: (kh*kw*C, nb*nr*ow) in this thread's reused buffer.
 
     Row (a, b, c) is the input plane c shifted by kernel offset (a, b), copied as one slab per
     offset. For inputs with few channels this beats ``patch_block``, whose copy moves runs of
     only kw*C values; the product then reads it as a column-major matrix, ``.T``, which BLAS
-    takes as it is.
+    takes as it is. ``ones_row=True`` appends a row of ones (kh*kw*C + 1 rows): multiplied by a
+    bias row appended to the kernel, the product adds the bias as its last term.
     """
     (kh, kw), (sh, _), (oh_all, ow) = kernel, strides, out_hw
     nb = len(range(*bs.indices(xp.shape[0])))
     nr = len(range(*rs.indices(oh_all)))
     c = xp.shape[-1]
-    size = kh * kw * c * nb * nr * ow
-    out = thread_buffer("transposed", size, xp.dtype).reshape(kh * kw, c, nb, nr, ow)
+    m, k = nb * nr * ow, kh * kw * c
+    flat = thread_buffer("transposed", (k + ones_row) * m, xp.dtype).reshape(k + ones_row, m)
+    out = flat[:k].reshape(kh * kw, c, nb, nr, ow)
     top = rs.start * sh
     for (a, b), (rows, cols) in offset_slices(kernel, strides, dilation, (nr, ow)):
         rows = slice(top + rows.start, top + rows.stop, sh)
         np.copyto(out[a * kw + b], xp[bs, rows, cols, :].transpose(3, 0, 1, 2))
-    _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], out.nbytes)
-    return out.reshape(kh * kw * c, nb * nr * ow)
+    if ones_row:
+        flat[k] = 1
+    _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], flat.nbytes)
+    return flat
 
 
 def col2im_add(dxp, dpatches, bs, rs, strides, dilation):

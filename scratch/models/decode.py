@@ -20,7 +20,9 @@ Beam search (width k), scores are sums of float64 log-softmax values, with no le
   when ``max_len`` runs out.
 
 Every step is recorded (logits, chosen tokens, surviving beams) so that the parity suite can compare
-two decoders step by step. The model calls are batched over images (and beams).
+two decoders step by step. The model calls are batched over images (and beams): one step-model call
+per step runs every live beam of every image, and the beams' bookkeeping is done on (image, rank)
+arrays, so that a step costs the step model's arithmetic and little Python besides the record.
 """
 
 import numpy as np
@@ -52,20 +54,19 @@ def greedy_decode(encoder, step_model, images, *, start, end, max_len, batch_siz
     n = len(states[0])
     tokens = np.full(n, start, dtype=np.int64)
     alive = np.ones(n, dtype=bool)
-    captions = [[] for _ in range(n)]
+    kept = []   # per step: the tokens that join a caption (-1 where the row is finished or chose end)
     steps = []
     for _ in range(max_len):
         logits, states = _step(step_model, tokens, states, batch_size)
         tokens = np.argmax(logits, axis=-1)
         steps.append(dict(logits=logits, tokens=tokens.copy(), alive=alive.copy()))
-        for i in np.flatnonzero(alive):
-            if tokens[i] == end:
-                alive[i] = False
-            else:
-                captions[i].append(int(tokens[i]))
+        stops = alive & (tokens == end)
+        kept.append(np.where(alive & ~stops, tokens, -1))
+        alive &= ~stops
         if not alive.any():
             break
-    return dict(captions=captions, steps=steps)
+    table = np.stack(kept, axis=1).tolist() if kept else [[] for _ in range(n)]
+    return dict(captions=[[t for t in row if t >= 0] for row in table], steps=steps)
 
 
 def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=3, batch_size=256):
@@ -78,48 +79,65 @@ def beam_search(encoder, step_model, images, *, start, end, max_len, beam_width=
     k = int(beam_width)
     if k < 1:
         raise ValueError(f"beam_width must be >= 1. Received: beam_width={beam_width!r}")
-    init = as_list(encoder.predict(images, batch_size=batch_size))
-    n = len(init[0])
-    # beams[i]: list of (prefix, score, finished, states row) in rank order.
-    beams = [[((), 0.0, False, [s[i] for s in init])] for i in range(n)]
+    states = as_list(encoder.predict(images, batch_size=batch_size))
+    n = len(states[0])
+    # Beam slots (image, rank), rank order: score (float64), filled, finished, prefix. Only rank 0
+    # (the start beam) is filled at first. The step model's rows are the live slots (filled, not
+    # finished, image not done) in image-major rank order; `states` holds exactly those rows.
+    score = np.zeros((n, k))
+    filled = np.zeros((n, k), dtype=bool)
+    filled[:, 0] = True
+    finished = np.zeros((n, k), dtype=bool)
+    prefix = [[()] * k for _ in range(n)]
     done = np.zeros(n, dtype=bool)
+    last = np.full(n, start, dtype=np.int64)
+    img, slot = np.arange(n), np.zeros(n, dtype=np.int64)
     steps = []
     for _ in range(max_len):
-        rows = [(i, r) for i in range(n) if not done[i] for r, b in enumerate(beams[i]) if not b[2]]
-        if not rows:
+        if img.size == 0:
             break
-        row_keys = [(i, beams[i][r][0]) for i, r in rows]
-        last = np.array([beams[i][r][0][-1] if beams[i][r][0] else start for i, r in rows])
-        states = [np.stack([beams[i][r][3][j] for i, r in rows]) for j in range(len(init))]
+        row_keys = [(i, prefix[i][r]) for i, r in zip(img.tolist(), slot.tolist())]
         logits, new_states = _step(step_model, last, states, batch_size)
-        logp = log_softmax(logits)
         # Only a beam's k best tokens can survive: rank every row's tokens at once, by total score and
         # then token id (a stable sort of -total keeps the lower id first on a tie).
-        total = np.array([beams[i][r][1] for i, r in rows])[:, None] + logp
+        total = score[img, slot][:, None] + log_softmax(logits)
         best = np.argsort(-total, axis=1, kind="stable")[:, :k]
-        best_scores = np.take_along_axis(total, best, axis=1).tolist()   # Python floats, read below
-        best = best.tolist()
-        row_of = {key: j for j, key in enumerate(rows)}
+        width = best.shape[1]
+        # Each image's candidates as sort keys -score, laid out (rank, column): column 0 keeps a
+        # finished beam, columns 1.. extend a live one by its best tokens; NaN is no candidate (sorts
+        # last). A stable sort of that layout breaks exact ties by parent rank, then token id, with a
+        # finished beam ahead of extensions, as the module docstring says.
+        key = np.full((n, k, 1 + width), np.nan)
+        key[:, :, 0] = np.where(filled & finished, -score, np.nan)
+        key[img, slot, 1:] = -np.take_along_axis(total, best, axis=1)
+        act = np.flatnonzero(~done)
+        flat = key[act].reshape(len(act), -1)
+        order = np.argsort(flat, axis=1, kind="stable")[:, :k]
+        keep = np.arange(order.shape[1]) < np.minimum(k, (~np.isnan(flat)).sum(axis=1))[:, None]
+        parent, col = order // (1 + width), order % (1 + width)
+        row_of = np.zeros((n, k), dtype=np.int64)
+        row_of[img, slot] = np.arange(img.size)
+        parent_row = row_of[act[:, None], parent]
+        token = np.where(col > 0, best[parent_row, np.maximum(col - 1, 0)], -1)
+        new_finished = keep & ((col == 0) | (token == end))
+        new_score = np.where(keep, -np.take_along_axis(flat, order, axis=1), 0.0)
         selected = {}
-        for i in np.flatnonzero(~done):
-            cands = []  # (-score, parent rank, token, prefix, finished, states)
-            for r, (prefix, score, finished, st) in enumerate(beams[i]):
-                if finished:
-                    cands.append((-score, r, -1, prefix, True, st))
-                    continue
-                j = row_of[(i, r)]
-                row_states = [s[j] for s in new_states]
-                for v, total_v in zip(best[j], best_scores[j]):
-                    cands.append((-total_v, r, v, prefix + (v,), v == end, row_states))
-            cands.sort(key=lambda c: c[:3])
-            beams[i] = [(c[3], -c[0], c[4], c[5]) for c in cands[:k]]
-            selected[int(i)] = [(b[0], b[1], b[2]) for b in beams[i]]
-            done[i] = all(b[2] for b in beams[i])
+        lists = zip(act.tolist(), keep.sum(axis=1).tolist(), parent.tolist(), col.tolist(), token.tolist(),
+                    new_finished.tolist(), new_score.tolist())   # Python values: one conversion per step
+        for i, m, ps, cs, ts, fs, ss in lists:
+            old = prefix[i]
+            beams = [(old[p] if c == 0 else old[p] + (t,), s, f)
+                     for p, c, t, f, s in zip(ps[:m], cs[:m], ts[:m], fs[:m], ss[:m])]
+            prefix[i] = [b[0] for b in beams] + [()] * (k - m)
+            selected[i] = beams
+        score[act], finished[act], filled[act] = new_score, new_finished, keep
+        done[act] = (new_finished | ~keep).all(axis=1)
         steps.append(dict(rows=row_keys, logits=logits, selected=selected))
-    captions, scores = [], []
-    for i in range(n):
-        prefix, score = beams[i][0][0], beams[i][0][1]
-        captions.append([t for t in prefix if t != end])
-        scores.append(float(score))
-    return dict(captions=captions, scores=scores, steps=steps)
-
+        # The next rows: surviving live beams, which continue from their parent's new states.
+        nxt = keep & ~new_finished & ~done[act][:, None]
+        a_idx, b_idx = np.nonzero(nxt)
+        img, slot = act[a_idx], b_idx
+        states = [s[parent_row[a_idx, b_idx]] for s in new_states]
+        last = token[a_idx, b_idx]
+    captions = [[t for t in prefix[i][0] if t != end] for i in range(n)]
+    return dict(captions=captions, scores=[float(s) for s in score[:, 0]], steps=steps)

@@ -23,7 +23,8 @@ traced under their own names like layers, though ``model.layers`` leaves them ou
 are left out.
 
 The graph's parts (InputLayer, Node, Ref) and the helpers that walk them are in graph.py;
-backprop through a recorded run is in backprop.py.
+backprop through a recorded run is in backprop.py; names, shapes, weight order and ``summary`` in
+model_info.py.
 """
 
 import numpy as np
@@ -34,9 +35,10 @@ from ..layers.base import Layer, LayerError
 from ..errors import GraphError, InputError, ModelFileError
 from .graph import (InputLayer, Ref, accepted_kwargs, as_list, fmt_shape, leaves, resolve, resolve_masks,
                     shape_call_kwargs, squash, tensor_arguments, trace_name)
+from .model_info import ModelInfo
 
 
-class Model(Layer):
+class Model(ModelInfo, Layer):
     """A Keras Sequential or Functional model run by scratch layers.
 
     ``layers`` mirrors Keras's ``model.layers`` (a Functional model lists its InputLayers, a
@@ -61,6 +63,7 @@ class Model(Layer):
         for i, node in enumerate(nodes):
             for ref in node.refs():
                 self._last_use[ref] = i
+        self._plan = None
 
     # ---- construction from a Keras config -------------------------------------------------
     # ---- shapes and weights ---------------------------------------------------------------
@@ -121,85 +124,12 @@ class Model(Layer):
         out = [self._shapes[r] for r in self.outputs]
         return out if len(out) > 1 else out[0]
 
-    def count_params(self):
-        return int(sum(l.count_params() for l in self.layers))
-
-    def keras_weight_slots(self, trainable_flags=True):
-        """``[(layer, weight_name)]`` in Keras's ``trainable_weights + non_trainable_weights`` order."""
-        slots = []
-        for layer in self.layers:
-            slots.extend(_weight_slots(layer, trainable_flags and self.keras_trainable))
-        return [s for s in slots if s[2]] + [s for s in slots if not s[2]]
-
     def to_dtype(self, dtype):
         """Run every layer in ``dtype`` (``"float64"`` for a truth run); integer inputs stay integers."""
         for layer in self._all_layers.values():
             layer.to_dtype(dtype)
         self.dtype = np.dtype(dtype)
         return self
-
-    # ---- introspection ----------------------------------------------------------------------
-    @property
-    def input_names(self):
-        return [r[0] for r in self.inputs]
-
-    @property
-    def input_shapes(self):
-        return [self._all_layers[r[0]].batch_shape for r in self.inputs]
-
-    @property
-    def input_dtypes(self):
-        return [self._all_layers[r[0]].dtype for r in self.inputs]
-
-    @property
-    def output_names(self):
-        return [r[0] if r[2] == 0 else f"{r[0]}[{r[2]}]" for r in self.outputs]
-
-    @property
-    def output_shapes(self):
-        return [self._shapes[r] for r in self.outputs]
-
-    def get_layer(self, name):
-        """A layer by Keras name; ``"encoder/conv2d"`` reaches into nested models."""
-        head, _, rest = name.partition("/")
-        for layer in self.layers:
-            if layer.name == head:
-                if not rest:
-                    return layer
-                if isinstance(layer, Model):
-                    return layer.get_layer(rest)
-        known = [l.name for l in self.layers]
-        raise ValueError(f"No such layer: {name!r} in model '{self.name}'. Existing layers are: {known}")
-
-    def summary(self, print_fn=print):
-        """A Keras-like table: layer (type), output shape, params, connected to; then the totals."""
-        rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
-        first_node = {}
-        for node in self.nodes:
-            first_node.setdefault(node.layer.name, node)
-        for layer in self.layers:
-            node = first_node.get(layer.name)
-            shape = layer.batch_shape if isinstance(layer, InputLayer) else (node.output_shape if node else None)
-            links = "" if node is None else ", ".join(f"{r[0]}[{r[1]}][{r[2]}]" for r in node.refs())
-            rows.append((f"{layer.name} ({getattr(layer, 'keras_class', type(layer).__name__)})",
-                         fmt_shape(shape), f"{layer.count_params():,}", links if self.kind != "Sequential" else ""))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        line = "  ".join("{:<%d}" % w for w in widths)
-        total = self.count_params()
-        trainable = sum(int(np.prod(self._weight(l, n).shape)) for l, n, t in self.keras_weight_slots() if t)
-        out = [f'Model: "{self.name}" ({self.kind})', "=" * (sum(widths) + 6), line.format(*rows[0]).rstrip(),
-               "-" * (sum(widths) + 6)]
-        out += [line.format(*r).rstrip() for r in rows[1:]]
-        out += ["=" * (sum(widths) + 6), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}"]
-        text = "\n".join(out)
-        if print_fn is not None:
-            print_fn(text)
-        return text
-
-    @staticmethod
-    def _weight(layer, name):
-        return layer.weights[name]
 
     # ---- running ----------------------------------------------------------------------------
     def _standardize(self, x):
@@ -232,26 +162,39 @@ class Model(Layer):
         for ref, x, m in zip(self.inputs, xs, as_list(input_masks)):
             values[ref] = self._all_layers[ref[0]].forward(x)
             masks[ref] = m
-        wanted = set(self.outputs)
-        for i, node in enumerate(self.nodes):
-            outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training, tape)
-            name = node.layer.name
-            for t, (o, m) in enumerate(zip(outs, out_masks)):
-                values[Ref(name, node.index, t)] = o
-                masks[Ref(name, node.index, t)] = m
-            for t, o in enumerate(outs):
-                tname = prefix + trace_name(name, node.index, t)
-                if collect is not None:
-                    collect.append((tname, o))
-                if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
-                    values[Ref(name, node.index, t)] = np.asarray(feed[tname])
-            if not keep and tape is None:   # free intermediates nobody reads again (ResNet-sized batches)
-                for ref in node.refs():
-                    if self._last_use.get(ref) == i and ref not in wanted and ref not in self.inputs:
-                        values.pop(ref, None)
+        named = collect is not None or feed is not None
+        free = not keep and tape is None   # free intermediates nobody reads again (ResNet-sized batches)
+        for node, plan in zip(self.nodes, self._node_plan()):
+            outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training, tape,
+                                              plan.tensor_args)
+            refs = plan.out_refs(len(outs))
+            for ref, o, m in zip(refs, outs, out_masks):
+                values[ref] = o
+                masks[ref] = m
+            if named:
+                for t, (ref, o) in enumerate(zip(refs, outs)):
+                    tname = prefix + trace_name(node.layer.name, node.index, t)
+                    if collect is not None:
+                        collect.append((tname, o))
+                    if feed is not None and tname in feed:   # teacher forcing: downstream sees the reference
+                        values[ref] = np.asarray(feed[tname])
+            if free:
+                for ref in plan.last_read:
+                    values.pop(ref, None)
         return [values[r] for r in self.outputs], [masks.get(r) for r in self.outputs]
 
-    def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None):
+    def _node_plan(self):
+        """Per node, what every run needs and no run changes (built at the first run; a decoding
+        step model runs a tiny graph hundreds of times, where walking the arguments again per call
+        was a third of the graph's own time): ``NodePlan``."""
+        if self._plan is None:
+            wanted, inputs = set(self.outputs), set(self.inputs)
+            self._plan = [NodePlan(node, [r for r in dict.fromkeys(node.refs())
+                                          if self._last_use.get(r) == i and r not in wanted and r not in inputs])
+                          for i, node in enumerate(self.nodes)]
+        return self._plan
+
+    def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None, tensor_args=None):
         layer = node.layer
         args = resolve(node.args, values)
         kwargs = resolve(node.kwargs, values)
@@ -264,8 +207,8 @@ class Model(Layer):
             return [out], [None]
         first_mask = squash(resolve_masks(node.args[0], masks)) if node.args else None
         explicit = kwargs.pop("mask", None)
-        tensor_args = sum(1 for a in list(node.args) + [v for k, v in node.kwargs.items() if k != "mask"]
-                          if any(True for _ in leaves(a)))
+        if tensor_args is None:
+            tensor_args = count_tensor_arguments(node)
         if explicit is not None:
             mask = squash(explicit)
         elif node.auto_mask == "tf_keras" or tensor_args == 1:
@@ -411,11 +354,27 @@ class Model(Layer):
         return f"Model(name={self.name!r}, kind={self.kind!r}, layers={len(self.layers)})"
 
 
-# ---- helpers ----------------------------------------------------------------------------------
-def _weight_slots(layer, trainable):
-    """``[(layer, name, trainable)]`` for one layer, in its get_weights order."""
-    if isinstance(layer, Model):
-        return [(l, n, t) for l, n, t in layer.keras_weight_slots(trainable)]
-    trainable = trainable and getattr(layer, "keras_trainable", True)
-    state = set(layer.active_weight_names()) - set(layer.trainable_weight_names())   # BN's moving statistics
-    return [(layer, n, trainable and n not in state) for n in layer.active_weight_names()]
+class NodePlan:
+    """What running one node needs that only the graph decides: how many tensor arguments the call
+    has (Keras's mask rule reads it), the refs of its outputs, and the tensors it is the last
+    reader of (``last_read``, which a run that keeps nothing frees after it)."""
+
+    __slots__ = ("tensor_args", "last_read", "_node", "_out_refs")
+
+    def __init__(self, node, last_read):
+        self.tensor_args = count_tensor_arguments(node)
+        self.last_read = last_read
+        self._node, self._out_refs = node, []
+
+    def out_refs(self, count):
+        """``[Ref(layer, node, t) for t < count]``, made once (how many outputs shows at the first run)."""
+        refs = self._out_refs
+        while len(refs) < count:
+            refs.append(Ref(self._node.layer.name, self._node.index, len(refs)))
+        return refs if len(refs) == count else refs[:count]
+
+
+def count_tensor_arguments(node):
+    """How many of a call's arguments (``mask=`` aside) hold a tensor."""
+    return sum(1 for a in list(node.args) + [v for k, v in node.kwargs.items() if k != "mask"]
+               if any(True for _ in leaves(a)))

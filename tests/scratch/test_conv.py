@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close, compare
-from scratch.layers import windows
+from scratch.layers import conv_forward, windows
 from scratch.layers.base import LayerError, as_tuple
 from scratch.layers.conv import Conv2D, LocallyConnected2D, ZeroPadding2D
 from tests.support import check_layer_gradients, randomize_keras_weights
@@ -109,7 +109,7 @@ CONV_PINS = [
     # 1x1 kernels run without a patch matrix: strided, 'same', with activation and bias
     (_conv(kernel_size=1, strides=2, filters=4, activation="relu"), (2, 7, 6, 3)),
     (_conv(kernel_size=1, strides=(1, 3), padding="same", activation="sigmoid"), (3, 5, 8, 2)),
-    # more than conv.FEW_CHANNELS input channels: patch blocks copied from the window view
+    # more than conv_forward.FEW_CHANNELS input channels: patch blocks copied from the window view
     (_conv(kernel_size=3, strides=2, padding="same", filters=4, activation="tanh"), (2, 7, 8, 6)),
     (_conv(kernel_size=(2, 3), dilation_rate=2, padding="same", filters=3), (2, 9, 7, 5)),
 ]
@@ -360,3 +360,20 @@ def test_locally_connected2d_rejects_bad_inputs():
 def test_zero_padding2d_rejects_bad_padding(padding, message):
     with pytest.raises(LayerError, match=message):
         ZeroPadding2D(padding)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel_size, strides, padding, channels", [(3, 1, "valid", 1), (5, 2, "same", 3),
+                                                                     ((2, 3), 1, "same", 4)])
+def test_few_channel_bias_in_the_product_is_the_bias_added_after(kernel_size, strides, padding, channels, dtype):
+    """Few input channels: the bias rides in the product as a last kernel row against a row of
+    ones, so it is added last, as after the product: bit for bit the output without bias, plus it."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(3, 9, 8, channels)).astype(dtype)
+    layer = Conv2D(6, kernel_size, strides=strides, padding=padding).to_dtype(dtype)
+    layer.build(x.shape, rng=rng)
+    assert channels <= conv_forward.FEW_CHANNELS
+    bare = Conv2D(6, kernel_size, strides=strides, padding=padding, use_bias=False).to_dtype(dtype)
+    bare.build(x.shape)
+    bare.set_weights([layer.weights["kernel"]])
+    np.testing.assert_array_equal(layer.forward(x), bare.forward(x) + layer.weights["bias"])

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity.tolerance import assert_close
+from scratch import parallel
 from scratch.layers import conv_taps
 from scratch.layers.conv import Conv2D
 from tests.scratch.conv_pairs import check_against_keras, pinned
@@ -93,3 +94,22 @@ def test_taps_only_where_they_are_faster():
     assert not conv_taps.use_taps(Conv2D(64, 3, strides=2), (8, 57, 57, 64), (28, 28))
     assert not conv_taps.use_taps(Conv2D(64, 1), (8, 56, 56, 64), (56, 56))
     assert not conv_taps.use_taps(Conv2D(64, 3, groups=2), (8, 58, 58, 64), (56, 56))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cfg, shape", PINS)
+def test_taps_through_blas_gemm_round_as_through_a_temporary(cfg, shape, dtype, monkeypatch):
+    # BLAS's gemm adds each tap's product into the accumulator (beta = 1); numpy's matmul cannot,
+    # and goes through a temporary: each product rounded, then added; the same numbers.
+    if parallel.blas_gemm(dtype) is None:
+        pytest.skip("no cblas gemm in numpy's BLAS")
+    rng = np.random.default_rng(5)
+    layer = Conv2D(**cfg).to_dtype(dtype)
+    layer.build(shape, rng=rng)
+    x = rng.normal(size=shape).astype(dtype)
+    monkeypatch.setattr(conv_taps, "TAP_MAX_WASTE", 100.0)
+    monkeypatch.setattr(conv_taps, "TAP_BLOCK_BYTES", 3000)   # several blocks, row runs of one item
+    assert _taps_taken(layer, x)
+    gemm = layer.forward(x).copy()
+    monkeypatch.setattr(parallel, "blas_gemm", lambda dtype: None)
+    np.testing.assert_array_equal(layer.forward(x), gemm)

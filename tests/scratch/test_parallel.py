@@ -171,3 +171,27 @@ def test_relu_layer_on_the_pool_is_the_one_pass_relu(config, dtype, monkeypatch)
     out = layer.forward(x)
     assert out.dtype == x.dtype
     np.testing.assert_array_equal(out, layer._relu.forward(x))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_blas_gemm_is_matmul_and_adds_into_its_output(dtype):
+    gemm = parallel.blas_gemm(dtype)
+    if gemm is None:
+        pytest.skip("no cblas gemm in numpy's BLAS")
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(37, 11)).astype(dtype)           # A is a (29, 5) block inside a wider array
+    b = rng.normal(size=(5, 7)).astype(dtype)
+    c = rng.normal(size=(29, 9)).astype(dtype)
+    item = a.itemsize
+    first = c.copy()
+    gemm(29, 7, 5, a.ctypes.data + (3 * 11 + 2) * item, 11, b.ctypes.data, 7, first.ctypes.data, 9, 0.0)
+    np.testing.assert_array_equal(first[:, :7], a[3:32, 2:7] @ b)
+    np.testing.assert_array_equal(first[:, 7:], c[:, 7:])   # columns outside C's n are left alone
+    again = first.copy()
+    gemm(29, 7, 5, a.ctypes.data + (3 * 11 + 2) * item, 11, b.ctypes.data, 7, again.ctypes.data, 9, 1.0)
+    np.testing.assert_array_equal(again[:, :7], first[:, :7] + a[3:32, 2:7] @ b)
+
+
+def test_blas_gemm_knows_only_float32_and_float64():
+    assert parallel.blas_gemm("float16") is None
+    assert parallel.blas_gemm("int64") is None

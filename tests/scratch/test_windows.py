@@ -6,6 +6,7 @@ import tensorflow as tf
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+from scratch import parallel
 from scratch.layers import windows
 from scratch.layers.base import LayerError
 
@@ -119,6 +120,16 @@ def test_pad_and_crop_round_trip():
     assert np.isneginf(xp[:, 0]).all() and np.isneginf(xp[:, :, 4:]).all()
     np.testing.assert_array_equal(windows.crop_hw(xp, pads), x)
     assert windows.pad_hw(x, ((0, 0), (0, 0))) is x
+
+
+def test_pad_on_the_pool_is_the_padded_array(monkeypatch):
+    # Padded in runs of items on the engine's pool (any work counts as large here), odd pads.
+    monkeypatch.setenv("SCRATCH_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 0)
+    x = np.random.default_rng(2).normal(size=(5, 7, 6, 3)).astype(np.float32)
+    pads = ((2, 1), (0, 3))
+    np.testing.assert_array_equal(windows.pad_hw(x, pads, value=-1.5),
+                                  np.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-1.5))
 
 
 def test_patch_block_records_peak_bytes():
