@@ -58,7 +58,8 @@ def prepare(app, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
 
     size = size or kzoo.min_size(app)
     # the installed Keras's version, read without importing it: a cache hit needs no TensorFlow at all
-    key = dict(name=app, size=size, seed=kzoo.SEED, kwargs=kwargs, keras=version("keras"))
+    key = dict(name=app, size=size, seed=kzoo.SEED, randomization=kzoo.RANDOMIZATION, kwargs=kwargs,
+               keras=version("keras"))
     meta_path = os.path.join(folder, "meta.json")
     if not rebuild and os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
