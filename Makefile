@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[keras,dev]'
 	touch $@
 
+# Whole test files go to TEST_WORKERS processes (pytest-xdist, --dist loadfile: a file's module fixtures
+# are built once, in one worker). Two use this 2-core machine; TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 parity: $(STAMP)
 	$(PY) -m parity run

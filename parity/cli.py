@@ -19,11 +19,13 @@ import re
 import sys
 import time
 import traceback
+import warnings
 
 import scratch
 
 from . import __version__
-from .cli_inputs import DEFAULT_MAX_MEMORY, BadInput, load_scratch, one_line, random_inputs, read_inputs
+from .cli_inputs import (DEFAULT_MAX_MEMORY, BadInput, load_scratch, nonfinite_line, one_line, random_inputs,
+                         read_inputs)
 from .cli_train import add_subcommands
 from .compare_table import LEGEND, format_table, overrides_line
 from .extras import MissingExtra, require_keras
@@ -192,10 +194,12 @@ def _check(args):
     feed = xs if len(xs) > 1 else xs[0]
     keras_out = kr.intermediate_outputs(kmodel, feed)
     try:
-        scratch_out = smodel.trace(feed)
-        truth = None
-        if args.float64_truth:
-            truth = load_scratch(args.model, args.config, args.max_memory).to_dtype("float64").trace(feed)
+        with warnings.catch_warnings():   # overflow is reported per node below (nonfinite_line)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            scratch_out = smodel.trace(feed)
+            truth = None
+            if args.float64_truth:
+                truth = load_scratch(args.model, args.config, args.max_memory).to_dtype("float64").trace(feed)
     except scratch.ScratchError as exc:   # the engine refuses these inputs: no parity was computed
         raise BadInput(one_line(f"{args.model}: scratch cannot run it: {exc}")) from None
     result = compare_end_to_end(keras_out, scratch_out, infos, truth=truth, atol=args.atol, rtol=args.rtol,
@@ -212,6 +216,9 @@ def _check(args):
     print(overrides_line(result["tolerance_overrides"]))
     if judge_line(result):
         print(judge_line(result))
+    result["nonfinite"] = nonfinite_line(keras_out, scratch_out)
+    if result["nonfinite"]:
+        print(result["nonfinite"])
     status = "PASS" if result["passed"] else "FAIL"
     print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers and operations within "
           f"tolerance ({result['compared']} of the graph's {result['graph_nodes']} nodes compared, {elapsed:.1f} s)")

@@ -166,3 +166,32 @@ def random_inputs(model, infos, samples, seed):
         else:
             xs.append(rng.standard_normal(shp).astype(dtype))
     return xs
+
+
+def nonfinite_line(keras_out, scratch_out):
+    """One line naming the first node whose output holds NaN or inf on either side, or None.
+
+    numpy's own overflow warnings would name an engine source line, not the layer; this names the
+    node and how much of its output each side lost, which is what the user can act on (other inputs,
+    smaller weights).
+    """
+    for name, k in keras_out.items():
+        if name not in scratch_out:
+            continue
+        fractions = []
+        for side in (k, scratch_out[name]):
+            parts = side if isinstance(side, (list, tuple)) else [side]
+            arrays = [np.asarray(p) for p in parts if np.asarray(p).dtype.kind == "f"]
+            size = sum(a.size for a in arrays)
+            bad = sum(int(np.count_nonzero(~np.isfinite(a))) for a in arrays)
+            fractions.append(bad / size if size else 0.0)
+        if any(fractions):
+            return (f"non-finite values: {name} is the first node with NaN or inf (Keras {fractions[0]:.1%} of its "
+                    f"elements, scratch {fractions[1]:.1%}): the model overflows float{_bits(k)} on these inputs, "
+                    f"so parity from there on says little; check with real inputs (--inputs)")
+    return None
+
+
+def _bits(value):
+    first = value[0] if isinstance(value, (list, tuple)) else value
+    return 8 * np.asarray(first).dtype.itemsize

@@ -66,3 +66,27 @@ def swapped_adam_bias_correction(self, name, g, w, lr):
     m += (g - m) * c(1 - self.beta_1)
     v += (np.square(g) - v) * c(1 - self.beta_2)
     w -= (m * alpha) / (np.sqrt(v) + c(self.epsilon))
+
+
+def build_project_wheel(out_dir):
+    """The project's wheel, built from a private copy of its sources into `out_dir`; returns its path.
+
+    setuptools writes build/ and *.egg-info beside the sources it builds. Building from a copy keeps
+    two test files that build at once (pytest -n 2) from sharing those folders, and keeps the checkout clean.
+    """
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, out_dir = Path(__file__).resolve().parents[1], Path(out_dir)
+    source = out_dir / "source"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+    for name in ("scratch", "keras_ref", "parity"):
+        shutil.copytree(root / name, source / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, source / name)
+    wheels = out_dir / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    str(source), "-w", str(wheels)], check=True, cwd=out_dir)
+    return next(wheels.glob("*.whl"))

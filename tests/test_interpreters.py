@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support import build_project_wheel
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).with_name("engine_probe.py")
 OTHER_VERSIONS = ("3.12", "3.13")
@@ -65,10 +67,7 @@ def test_requires_python_names_exactly_the_tested_versions():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    str(ROOT), "-w", str(out)], check=True, cwd=out)
-    return next(out.glob("*.whl"))
+    return build_project_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")

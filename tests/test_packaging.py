@@ -9,6 +9,7 @@ import pytest
 
 import parity
 import scratch
+from tests.support import build_project_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "weights" / "cnn_b3_f32_k5_max.h5"
@@ -31,13 +32,10 @@ print(scratch.__version__)
 def engine_only_venv(tmp_path_factory):
     """A fresh venv holding the project's wheel and its declared core dependencies only."""
     tmp = tmp_path_factory.mktemp("engine_only")
-    wheels = tmp / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    str(ROOT), "-w", str(wheels)], check=True, cwd=tmp)
+    wheel = build_project_wheel(tmp)
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    wheel = next(wheels.glob("*.whl"))
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=True, cwd=tmp)
     return python
 
