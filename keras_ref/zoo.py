@@ -12,6 +12,10 @@ module is the Keras side and never imports scratch:
   would make those layers identities or near-zeros and hide their bugs. Every constant float weight
   is redrawn with a fixed seed: scales and variances from U(0.5, 1.5) (so variances stay positive),
   everything else from N(0, 0.1). Kernels keep their seeded random initialization;
+- ``calibrate``: then every BatchNormalization's moving statistics are set from the scale of its
+  own input on the zoo's sample (one eager pass in graph order): random statistics make the deep
+  EfficientNetV2s chaotic (activations to 1e7, Keras float32 far from Keras float64), calibrated
+  ones describe a well-conditioned, trained-like net. Still random per channel, never an identity;
 - ``sample_inputs``: scikit-learn's two photos (china.jpg, flower.jpg), resized to ``size`` and run
   through the family's own ``preprocess_input``;
 - ``save``: the model as ``.keras`` and as legacy ``.h5``.
@@ -27,6 +31,9 @@ import numpy as np  # noqa: E402
 DEFAULT_SIZE = 32
 MIN_SIZE = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75}
 SEED = 0
+# What ``build`` does to the weights after Keras initializes them; part of make zoo's build-cache key,
+# so a cache built by an older rule is rebuilt.
+RANDOMIZATION = "constants redrawn; BatchNormalization statistics calibrated to its input's pooled scale"
 # Weight names whose constant initial value is a scale or a variance: redrawn positive.
 _POSITIVE = ("variance", "gamma", "scale")
 
@@ -105,7 +112,9 @@ def build(app, size=None, seed=SEED, builder=None, **kwargs):
     size = size or min_size(app)
     keras.utils.set_random_seed(seed)
     model = _builder(app, builder)(weights=None, input_shape=(size, size, 3), **kwargs)
-    randomize(model, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    randomize(model, rng)
+    calibrate(model, sample_inputs(app, size), rng)
     return model
 
 
@@ -142,6 +151,79 @@ def randomize(model, rng):
             # would keep using the values it was built with, unlike the file it saves.
             layer.finalize_state()
     return redrawn
+
+
+# BatchNormalization calibration (``calibrate``): with s2 the mean square of the layer's input over
+# every element, channel c gets moving_variance u_c * s2 (u_c ~ U(VAR_FACTOR)) and moving_mean
+# MEAN_JITTER * sqrt(s2) * N(0, 1).
+VAR_FACTOR = (0.5, 2.0)
+MEAN_JITTER = 0.1
+
+
+def _is_nested(op):
+    return hasattr(op, "_run_through_graph") and hasattr(op, "layers")
+
+
+def calibrate(model, x, rng):
+    """Set every BatchNormalization's moving statistics from the scale of its own input on ``x``.
+
+    Random moving statistics do not normalize: each BatchNormalization scales its input by an
+    arbitrary factor, and through a deep net (EfficientNetV2M/L: ~300 of them) those factors
+    compound until activations reach 1e4-1e7 and the net is chaotic: Keras float32 itself misses
+    Keras float64 by 50-4500x the tolerance. Here each BatchNormalization sees its actual input, on
+    the zoo's own sample ``x``, with every upstream BatchNormalization already calibrated (one eager
+    pass through the graph, in graph order), and normalizes the layer to about unit scale as a
+    trained one would: with s2 the mean square of its input over all elements,
+
+    - moving_variance[c] = u_c * s2, u_c ~ U(0.5, 2);
+    - moving_mean[c] = 0.1 * sqrt(s2) * N(0, 1).
+
+    gamma and beta stay ``randomize``'s draws (U(0.5, 1.5), N(0, 0.1)) and the per-channel u_c and
+    mean are random, so no BatchNormalization is an identity or an exact whitening.
+
+    Why one pooled scale and not each channel's own mean and variance (measured, Keras float32 vs
+    float64 at EfficientNetV2B1's and V2M's worst node, max error / max value): the sample is two
+    photos, and at 32 px the deepest stages are 1 x 1, so a channel's statistics come from two
+    numbers. Dividing by a channel's own variance stretches the channels that are small on these
+    two photos by chance, with their rounding (1e-3 to 1 relative error, chaotic again); centering
+    on a channel's own mean leaves only the two photos' difference, a cancellation that amplifies
+    rounding by |mean| / |difference| (the finding that broke EfficientNetV2B1 when V2M was
+    calibrated on plain batch statistics; a pooled scale with per-channel centering still reached
+    5e-3 on V2M). The pooled scale, uncentered, gives 4e-6 (V2B1) and 9e-5 (V2M).
+    Returns how many BatchNormalization layers were calibrated.
+    """
+    from keras.src.models.functional import operation_fn
+
+    count = [0]
+
+    def wrap(op):
+        if _is_nested(op):
+            return lambda inputs, *a, **k: _run(op, inputs)
+        call = operation_fn(op, training=False)
+        if type(op).__name__ != "BatchNormalization":
+            return call
+
+        def calibrated(inputs, *args, **kwargs):
+            _set_statistics(op, np.asarray(inputs, np.float64), rng)
+            count[0] += 1
+            return call(inputs, *args, **kwargs)
+
+        return calibrated
+
+    def _run(m, inputs):
+        out = m._run_through_graph(m._standardize_inputs(inputs), operation_fn=wrap)
+        return out[0] if len(out) == 1 else out
+
+    _run(model, _keras().ops.convert_to_tensor(x))
+    return count[0]
+
+
+def _set_statistics(bn, x, rng):
+    channels = bn.moving_mean.shape
+    s2 = float(np.mean(np.square(x))) or 1.0   # an all-zero input (a dead ReLU) keeps unit scale
+    dtype = bn.moving_mean.dtype
+    bn.moving_mean.assign((MEAN_JITTER * np.sqrt(s2) * rng.standard_normal(channels)).astype(dtype))
+    bn.moving_variance.assign((rng.uniform(*VAR_FACTOR, channels) * s2).astype(dtype))
 
 
 def sample_inputs(name, size):

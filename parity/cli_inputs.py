@@ -151,7 +151,8 @@ def read_inputs(path, model, samples, max_bytes=DEFAULT_MAX_MEMORY):
 
 
 def random_inputs(model, infos, samples, seed):
-    """Dtype-aware random inputs: N(0, 1) floats; ids in [0, input_dim) for inputs feeding an Embedding."""
+    """Dtype-aware random inputs: ids in [0, input_dim) for inputs feeding an Embedding; floats N(0, 1),
+    except where the model preprocesses images itself (``_float_draw``)."""
     rng = np.random.default_rng(seed)
     xs = []
     for name, shape, dtype in zip(model.input_names, model.input_shapes, model.input_dtypes):
@@ -164,8 +165,27 @@ def random_inputs(model, infos, samples, seed):
         elif np.dtype(dtype).kind == "b":
             xs.append(rng.random(shp) < 0.5)
         else:
-            xs.append(rng.standard_normal(shp).astype(dtype))
+            xs.append(_float_draw(name, infos, shp, rng).astype(dtype))
     return xs
+
+
+def _float_draw(name, infos, shape, rng):
+    """N(0, 1), unless the input goes first into Keras's own image preprocessing (keras.applications
+    put it inside the model): pixels U(0, 255) into a ``Rescaling``, and ``mean + sqrt(variance) * N(0, 1)``
+    into a ``Normalization`` with stored statistics. N(0, 1) "pixels" there become a near-constant
+    image, far from anything the model is scaled for (a calibrated EfficientNetV2M grows to ~1e3)."""
+    first = [i for i in infos if name in i.get("inbound", [])]
+    kind = first[0]["class_name"] if len(first) == 1 else None
+    cfg = first[0].get("config", {}) if first else {}
+    if kind == "Rescaling":
+        return rng.uniform(0.0, 255.0, size=shape)
+    if kind == "Normalization" and cfg.get("mean") is not None and cfg.get("variance") is not None:
+        try:
+            mean, var = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["variance"], np.float64)
+            return mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(shape)
+        except (TypeError, ValueError):   # statistics that do not broadcast to the input: the default draw
+            pass
+    return rng.standard_normal(shape)
 
 
 def nonfinite_line(keras_out, scratch_out):

@@ -24,7 +24,10 @@ input size, and saves it as ``.keras`` and legacy ``.h5``), on scikit-learn's tw
 A model scratch cannot load is listed as refused, with the classes and reasons. Builds, the
 reference outputs and the Keras timing are cached under ``<out>/zoo_models/<name>/`` (keyed by
 Keras version, seed and size), so a rerun after an engine change costs only the scratch side;
-``--rebuild`` starts over; ``--jobs N`` runs N models at once in worker processes.
+``--rebuild`` starts over; ``--jobs N`` runs N models at once in worker processes. The folder's
+``inputs.npz`` is the zoo's sample for ``python -m parity check FILE --inputs inputs.npz``: the
+models are calibrated on these photos (keras_ref.zoo.calibrate), and parity check's default N(0, 1)
+"pixels" are far outside that (a near-constant image after the model's own rescaling).
 ``reports/zoo.json`` and ``reports/zoo.md`` are rewritten after each model.
 """
 
@@ -58,7 +61,8 @@ def prepare(app, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
 
     size = size or kzoo.min_size(app)
     # the installed Keras's version, read without importing it: a cache hit needs no TensorFlow at all
-    key = dict(name=app, size=size, seed=kzoo.SEED, kwargs=kwargs, keras=version("keras"))
+    key = dict(name=app, size=size, seed=kzoo.SEED, randomization=kzoo.RANDOMIZATION, kwargs=kwargs,
+               keras=version("keras"))
     meta_path = os.path.join(folder, "meta.json")
     if not rebuild and os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
@@ -182,6 +186,9 @@ def run_model(app, folder, size=None, rebuild=False, formats=FORMATS, **kwargs):
     t0 = time.perf_counter()
     meta = prepare(app, folder, size=size, rebuild=rebuild, formats=formats, **kwargs)
     x, reference = _reference(folder, meta)
+    inputs = os.path.join(folder, "inputs.npz")
+    if not os.path.exists(inputs):   # the zoo's own sample: python -m parity check FILE --inputs inputs.npz
+        np.savez(inputs, arr_0=x)
     row = dict(model=app, size=meta["key"]["size"], kwargs=kwargs, layers=meta["layers"],
                nodes=sum(len(i["nodes"]) for i in meta["infos"]), params=meta["params"],
                keras_seconds=meta["keras_seconds"], formats={})

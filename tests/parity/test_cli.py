@@ -211,3 +211,24 @@ def test_the_policy_run_says_so(models, tmp_path, capsys):
     assert rc == 0 and "tolerance: the policy (parity/tolerance.py), no overrides" in out
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
     assert props == {"tolerance": "policy"}
+
+
+def test_random_inputs_are_pixels_where_the_model_preprocesses_images_itself(tmp_path):
+    """keras.applications rescale and normalize inside the model: N(0, 1) "pixels" would be a flat image."""
+    import keras
+
+    import scratch
+    from parity import keras_runner as kr
+
+    inp = keras.Input((4, 4, 3))
+    scaled = keras.layers.Rescaling(1 / 255.0)(inp)
+    other = keras.Input((5, 2))
+    normed = keras.layers.Normalization(mean=[100.0, -3.0], variance=[400.0, 0.25])(other)
+    plain = keras.Input((6,))
+    keras.Model([inp, other, plain], [scaled, normed, plain]).save(tmp_path / "pre.keras")
+    model = scratch.load(tmp_path / "pre.keras")
+    pixels, stats, gauss = random_inputs(model, kr.layer_infos(kr.load_model(tmp_path / "pre.keras")), 400, seed=0)
+    assert pixels.min() >= 0 and pixels.max() <= 255 and pixels.max() > 250 and pixels.mean() > 100
+    np.testing.assert_allclose(stats.reshape(-1, 2).mean(axis=0), [100.0, -3.0], rtol=0.02)
+    np.testing.assert_allclose(stats.reshape(-1, 2).std(axis=0), [20.0, 0.5], rtol=0.05)
+    assert abs(gauss.mean()) < 0.1 and abs(gauss.std() - 1) < 0.05
