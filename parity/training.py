@@ -24,6 +24,12 @@ runs wander away from the exact one, chaotically, and from each other. A step be
 distance more than ``ROUNDING_RATIO`` = 100 times the other). A broken update rule or gradient fails
 that test by orders of magnitude: the float64 run shares scratch's code, so scratch stays near it
 while Keras does not (or the other way round for a bug only float32 hits).
+
+Why no Adam-aware budget replaces that test: the only bound on how far Adam's gain can carry a
+rounding difference is the bound on the update itself, ``|step| <= lr * (1 - beta1) / sqrt(1 - beta2)``
+(Kingma and Ba, section 2.1: 3.16 lr for Keras's defaults). A budget of twice that per step would
+pass any update rule whose steps stay that size, a wrong ``beta1`` or ``beta2`` among them; the
+float64 run does not have to guess the gain, it measures which side left exact arithmetic.
 """
 
 ROUNDING_RATIO = 100.0
