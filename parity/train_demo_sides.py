@@ -32,7 +32,7 @@ import numpy as np
 
 from .gradients import gradient_reduction, keras_loss
 from .tolerance import training_budget
-from .training import _aligned_weights, keras_optimizer
+from .training import keras_optimizer, keras_order_weights
 
 
 def epoch_orders(n, epochs, seed):
@@ -125,7 +125,7 @@ def train_scratch(smodel, data, settings, seed, loss):
 
 def same_initial_weights(kmodel, smodel):
     """True when every weight of the scratch model equals Keras's bit for bit (same order, same shape)."""
-    pairs = list(zip(_aligned_weights(kmodel)(smodel), kmodel.get_weights()))
+    pairs = list(zip(keras_order_weights(smodel), kmodel.get_weights()))
     return len(pairs) == len(kmodel.get_weights()) and all(
         np.shape(s) == np.shape(k) and np.array_equal(s, k) for (_, s), k in pairs)
 
@@ -138,7 +138,7 @@ def agreement(kmodel, smodel, keras, scratch, settings, n_train):
     k1, s1 = keras["history"]["loss"][0], scratch["history"]["loss"][0]
     budget = training_budget(np.float32, step=steps, scale=abs(k1), lr=0.0, reduction=reduction)
     worst = dict(rel=-1.0)
-    for (name, sw), kw in zip(_aligned_weights(kmodel)(smodel), kmodel.get_weights()):
+    for (name, sw), kw in zip(keras_order_weights(smodel), kmodel.get_weights()):
         if np.shape(sw) != np.shape(kw):
             raise ValueError(f"weight order: scratch '{name}' {np.shape(sw)} vs Keras {np.shape(kw)}")
         diff = float(np.max(np.abs(np.asarray(sw, np.float64) - kw), initial=0.0))

@@ -92,7 +92,6 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
         zero_dropout(None, truth)
         t_trainer = Trainer(truth).compile(loss, sopt.get(optimizer, **optimizer_config))
     reduction = gradient_reduction(keras_side["infos"], len(batches[0][0][0]))
-    scratch_weights = _aligned_weights()
     steps, first = [], None
     for k, (xs, y, sw) in enumerate(batches, start=1):
         k_loss, k_weights = keras_side["losses"][k - 1], keras_side["weights"][k - 1]
@@ -103,7 +102,7 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
                                                for x in xs], y, sw)
         lr = float(trainer.optimizer.learning_rate)
         worst = dict(ratio=-1.0)
-        for (name, sw_), kw in zip(scratch_weights(smodel), k_weights):
+        for (name, sw_), kw in zip(keras_order_weights(smodel), k_weights):
             if np.shape(sw_) != np.shape(kw):   # never compare two different weights
                 raise ValueError(f"weight order: scratch '{name}' {np.shape(sw_)} vs Keras {np.shape(kw)}")
             diff = float(np.max(np.abs(np.asarray(sw_, np.float64) - kw), initial=0.0))
@@ -122,7 +121,7 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
             st = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
                      for a, b in zip(smodel.get_weights(), truth.get_weights()))
             kt = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
-                     for a, (_, b) in zip(k_weights, scratch_weights(truth)))
+                     for a, (_, b) in zip(k_weights, keras_order_weights(truth)))
             row["scratch_vs_truth"], row["keras_vs_truth"] = st, kt
             if not within:
                 row["attributed_to_rounding"] = bool(max(st, kt) <= ROUNDING_RATIO * max(min(st, kt), 1e-30))
@@ -134,12 +133,10 @@ def training_parity(kmodel, smodel, batches, loss, optimizer, optimizer_config, 
                 max_weight_diff=max(r["weight_diff"] for r in steps), reduction=reduction)
 
 
-def _aligned_weights():
-    """A function giving a scratch model's ``[(name, array)]`` in Keras's ``get_weights()`` order:
-    layer by layer, each layer's weights in its own order (Keras 3 and tf_keras alike)."""
-    def slots(model):
-        return [(f"{l.name}/{n}", w) for l in model.layers for n, w in zip(l.active_weight_names(), l.get_weights())]
-    return slots
+def keras_order_weights(model):
+    """A scratch model's ``[(name, array)]`` in Keras's ``get_weights()`` order: layer by layer, each
+    layer's weights in its own order (Keras 3 and tf_keras alike)."""
+    return [(f"{l.name}/{n}", w) for l in model.layers for n, w in zip(l.active_weight_names(), l.get_weights())]
 
 
 def format_training_table(result):
