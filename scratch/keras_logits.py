@@ -17,7 +17,7 @@ Any new tensor made from ``y_pred`` loses the tag, so the substitution happens o
   ``Sigmoid``/``Softmax`` operation node;
 - the loss does not squeeze ``y_pred``: Keras's ``squeeze_or_expand_to_same_rank`` squeezes a
   ``y_pred`` whose last axis is 1 when it has one more axis than ``y_true`` and ``y_true`` is not
-  rank 1 (a rank-1 ``y_true`` is expanded instead).
+  rank 1 (a rank-1 ``y_true`` is expanded instead); tf_keras squeezes it for a rank-1 ``y_true`` too.
 
 ``logits_tap`` follows the same rules for a scratch model: it records the output's logits during
 the forward pass and lets the backward pass start below the activation, from the gradient with
@@ -69,10 +69,15 @@ def _function_axis(layer):
     return axis[0] if isinstance(axis, list) else axis
 
 
-def squeezed(y, out):
-    """True when Keras's loss squeezes ``out`` to ``y``'s rank, which drops the tag (last rule above)."""
+def squeezed(y, out, flavor="keras3"):
+    """True when Keras's loss squeezes ``out`` to ``y``'s rank, which drops the tag (last rule above).
+
+    Keras 3's ``squeeze_or_expand_to_same_rank`` expands a rank-1 ``y`` instead; tf_keras's
+    ``squeeze_or_expand_dimensions`` squeezes ``out`` then too (a (n, 1) sigmoid against (n,) targets)."""
     y_rank, out_rank = np.ndim(y), np.ndim(out)
-    return out_rank == y_rank + 1 and np.shape(out)[-1] == 1 and y_rank != 1
+    if out_rank != y_rank + 1 or np.shape(out)[-1] != 1:
+        return False
+    return flavor == "tf_keras" or y_rank != 1
 
 
 class LogitsTap:

@@ -233,7 +233,13 @@ class SparseCategoricalCrossentropy(Loss):
 
 
 class BinaryCrossentropy(Loss):
-    """``mean(-(y log p + (1-y) log(1-p)), axis)``; ``label_smoothing`` s: ``y <- y (1-s) + s/2``."""
+    """``mean(-(y log p + (1-y) log(1-p)), axis)``; ``label_smoothing`` s: ``y <- y (1-s) + s/2``.
+
+    ``log_epsilon``: tf_keras adds its epsilon inside both logs after clipping, ``log(p + eps)`` and
+    ``log(1 - p + eps)`` (Keras 3 does not); the trainer sets it for files with tf_keras semantics.
+    """
+
+    log_epsilon = 0.0
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="binary_crossentropy", dtype=None):
@@ -258,7 +264,7 @@ class BinaryCrossentropy(Loss):
             elem = np.maximum(p, 0) - p * y + np.log1p(np.exp(-np.abs(p)))
         else:
             c = np.clip(p, EPSILON, 1.0 - EPSILON)
-            elem = -(y * np.log(c) + (1 - y) * np.log(1 - c))
+            elem = -(y * np.log(c + self.log_epsilon) + (1 - y) * np.log(1 - c + self.log_epsilon))
         return np.mean(elem, axis=self.axis), None
 
     def call_backward(self, y_true, y_pred, dvalues):
@@ -271,7 +277,8 @@ class BinaryCrossentropy(Loss):
         else:
             c = np.clip(p, EPSILON, 1.0 - EPSILON)
             inside = (p >= EPSILON) & (p <= 1.0 - EPSILON)
-            delem = np.where(inside, -(y / c) + (1 - y) / (1 - c), 0.0)
+            e = self.log_epsilon
+            delem = np.where(inside, -(y / (c + e)) + (1 - y) / (1 - c + e), 0.0)
         return (d * delem).reshape(np.shape(y_pred))
 
     def get_config(self):

@@ -100,6 +100,10 @@ class Trainer:
     def compile(self, loss, optimizer="rmsprop"):
         """``loss``: a scratch Loss or a Keras name; ``optimizer``: an Optimizer or a name."""
         self.loss = losses_mod.get(loss)
+        if getattr(self.model, "keras_flavor", "keras3") == "tf_keras" and \
+                isinstance(self.loss, losses_mod.BinaryCrossentropy):
+            self.loss = copy.copy(self.loss)
+            self.loss.log_epsilon = losses_mod.EPSILON   # tf_keras's log(p + eps) (scratch.losses)
         self.optimizer = optimizers_mod.get(optimizer)
         return self
 
@@ -126,7 +130,7 @@ class Trainer:
             mask = model.output_masks[0] if getattr(model, "output_masks", None) else None
             if not tap.active:
                 value, dy = self.loss.value_and_grad(y, out, sample_weight, mask)
-            elif not keras_logits.squeezed(y, out):   # Keras's loss reads the logits (scratch.keras_logits)
+            elif not self._squeezed(y, out):   # Keras's loss reads the logits (scratch.keras_logits)
                 value, dy = self._on_logits().value_and_grad(y, out, sample_weight, mask)
             else:                                    # the output is the logits; the loss reads probabilities
                 probs = tap.activation.forward(out)
@@ -156,9 +160,12 @@ class Trainer:
         mask = self.model.output_masks[0] if self.model.output_masks else None
         if not tap.active:
             return float(self.loss(y, out, sample_weight, mask))
-        if not keras_logits.squeezed(y, out):
+        if not self._squeezed(y, out):
             return float(self._on_logits()(y, out, sample_weight, mask))
         return float(self.loss(y, tap.activation.forward(out), sample_weight, mask))
+
+    def _squeezed(self, y, out):
+        return keras_logits.squeezed(y, out, getattr(self.model, "keras_flavor", "keras3"))
 
     def _on_logits(self):
         twin = copy.copy(self.loss)

@@ -58,6 +58,7 @@ def model_from_config(model_cfg, flavor="keras3", source=None, check=True, max_b
     build = _build_sequential if kind == "Sequential" else _build_functional
     model = build(config, flavor, source)
     model.keras_trainable = config.get("trainable", True) is not False
+    model.keras_flavor = flavor   # "keras3" or "tf_keras": whose semantics the file gets (scratch.keras_logits)
     build_shape = (model_cfg.get("build_config") or {}).get("input_shape")
     if not model.built:
         try:
