@@ -15,6 +15,7 @@ An entry's arrays are checked against its JSON on the way back (count, names); a
 unreadable is a miss, and the side is recomputed and stored again.
 """
 
+import functools
 import hashlib
 import inspect
 import json
@@ -31,8 +32,15 @@ CODE = (gradients.keras_gradient_side, gradients.keras_loss_and_grads, gradients
 
 
 def code_fingerprint():
+    return _source_fingerprint(CODE)
+
+
+@functools.lru_cache(maxsize=4)
+def _source_fingerprint(code):
+    """Read once per process and tuple of functions (sources do not change under a running suite),
+    not once per section."""
     h = hashlib.sha256()
-    for obj in CODE:
+    for obj in code:
         h.update(inspect.getsource(obj).encode("utf-8"))
     return h.hexdigest()
 
