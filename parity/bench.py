@@ -4,7 +4,7 @@ Each case (parity.bench_cases) runs its scratch and Keras sides, warm-ups first,
 ``A B A B`` and the medians are compared (parity.bench_timing). The table gives scratch s, Keras s,
 the ratio scratch / Keras against the issue's target, each side's peak memory for one call, and for
 single Conv2D/Dense layers their GFLOP/s against numpy's sgemm on a product of the same size
-(timed in the same interleaving). The load average before and after says how busy the machine was.
+(timed right after the pairs: see ``run_case``). The load average before and after says how busy the machine was.
 
 Environment: ``BENCH=full`` adds the larger cases (ResNet50, VGG19, every captioner, more conv
 shapes); ``BENCH_ONLY=glob,glob`` picks cases by name; ``BENCH_BUSY=1`` runs a second CPU-bound
@@ -38,9 +38,13 @@ def run_case(case):
     except Exception as exc:  # noqa: BLE001 - one broken case must not hide the others
         row.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         return row
-    if case.sgemm:
-        sides["sgemm"] = sgemm_side(*case.sgemm)
     times = bt.interleaved(sides, warmups=case.warmups, pairs=case.pairs)
+    if case.sgemm:
+        # Timed after the pairs, never between them: numpy's threaded sgemm leaves OpenBLAS's worker
+        # spinning on a core for ~0.1 s after each call (its THREAD_TIMEOUT), which halved the rate of
+        # whichever side ran next (measured: the engine's Dense product 129 -> 69 GFLOP/s).
+        times.update(bt.interleaved({"sgemm": sgemm_side(*case.sgemm)}, warmups=case.warmups, pairs=case.pairs))
+        bt.let_blas_threads_sleep()   # ... and before the next case's first call
     med = {k: bt.median(v) for k, v in times.items()}
     row.update(status="ok", scratch_s=med["scratch"], keras_s=med["keras"], ratio=med["scratch"] / med["keras"],
                times=times, pairs=case.pairs, warmups=case.warmups)

@@ -29,3 +29,21 @@ def test_a_case_that_fails_to_build_is_reported_not_raised():
     row = bench.run_case(bench_cases.Case("broken", "layer forward", 0.8, broken))
     assert row["status"] == "error" and "_load_dataset" in row["reason"]
     assert "broken" in bench.format_row(row)
+
+
+def test_no_side_is_timed_while_the_sgemm_references_blas_threads_still_spin(monkeypatch):
+    """numpy's threaded sgemm leaves OpenBLAS's workers spinning after each call; a side timed in
+    that window ran at half speed. The reference is timed after the pairs, then the bench waits."""
+    calls = []
+    monkeypatch.setattr(bench, "sgemm_side", lambda *shape: lambda: calls.append("sgemm"))
+    monkeypatch.setattr(bench.bt, "let_blas_threads_sleep", lambda: calls.append("sleep"))
+    monkeypatch.setattr(bench.bt, "scratch_peak_mb", lambda fn: 0.0)
+    monkeypatch.setattr(bench.bt, "keras_peak_mb", lambda fn: 0.0)
+    sides = dict(scratch=lambda: calls.append("scratch"), keras=lambda: calls.append("keras"))
+    case = bench_cases.Case("layer", "layer forward", 0.8, lambda: sides, pairs=3, warmups=1, flops=1e9,
+                            sgemm=(4, 4, 4))
+    row = bench.run_case(case)
+    assert row["status"] == "ok" and len(row["times"]["sgemm"]) == 3
+    first_sgemm = calls.index("sgemm")
+    assert "sgemm" in calls and set(calls[:first_sgemm]) == {"scratch", "keras"}
+    assert set(calls[first_sgemm:-1]) == {"sgemm"} and calls[-1] == "sleep"
