@@ -217,21 +217,22 @@ def column_chunks(cols, cost_per_col, min_cost=2_000_000, max_chunks=4):
     return [slice(s, min(cols, s + step)) for s in range(0, cols, step)]
 
 
-def rowwise(fn, x, cost_per_element=10, chunk_bytes=2**20, into=None):
+def rowwise(fn, x, cost_per_element=10, chunk_bytes=2**20, into=None, out=None):
     """``fn(x)`` for an ``fn`` that treats the rows of ``x`` (its leading axes) independently (an
     element-wise activation), in chunks of rows over the pool. With ``into(chunk, out)``, which
     writes ``fn(chunk)`` into ``out``, no chunk needs a temporary (the result has x's dtype).
     ``cost_per_element`` is in the multiply-adds of ``run_blocks`` (an element-wise pass costs
     ~0.2 ns an element, as ~10 of a product's multiply-adds). The result is the same however the
-    rows are cut."""
+    rows are cut. ``out`` (with ``into``): the array to write the result into, which may be ``x``
+    itself when ``into`` reads each value before it writes it."""
     cost = x.size * cost_per_element
-    if x.ndim == 0 or x.size == 0 or cost < MIN_PARALLEL_COST:
+    if x.ndim == 0 or x.size == 0 or (cost < MIN_PARALLEL_COST and (into is None or out is None)):
         return fn(x)
     rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(-1, 1)
     step = max(1, chunk_bytes // max(1, rows.shape[1] * x.itemsize))
     parts = [slice(s, min(rows.shape[0], s + step)) for s in range(0, rows.shape[0], step)]
     if into is not None:
-        out = np.empty(rows.shape, dtype=x.dtype)
+        out = np.empty(rows.shape, dtype=x.dtype) if out is None else out.reshape(rows.shape)
         run_blocks(lambda p: into(rows[p], out[p]), parts, cost=cost)
         return out.reshape(x.shape)
     first = fn(rows[parts[0]])

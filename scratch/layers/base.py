@@ -17,9 +17,32 @@ Conventions shared by all layers:
   ``set_weights`` can check shapes; ``compute_output_shape(input_shape)`` mirrors Keras's.
 """
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..errors import LayerError
+
+_mode = threading.local()
+
+
+@contextmanager
+def inference_only():
+    """Inside this block (``Model.predict`` and ``trace``, on this thread) no ``backward`` follows a
+    ``forward``, so a layer need not keep what only backward reads: a Conv2D applies its activation
+    in place instead of beside its pre-activation output (the same values, one array fewer)."""
+    depth = getattr(_mode, "inference_depth", 0)
+    _mode.inference_depth = depth + 1
+    try:
+        yield
+    finally:
+        _mode.inference_depth = depth
+
+
+def backward_follows():
+    """False inside ``inference_only()``."""
+    return getattr(_mode, "inference_depth", 0) == 0
 
 # Config keys that change nothing at inference or in the gradients we compute: initializers,
 # regularizers and constraints only matter while Keras trains.

@@ -13,7 +13,7 @@ import numpy as np
 from . import activations, conv_forward, windows
 from .conv_base import init_weight as _init_weight, positive_int as _positive_int
 from .. import parallel
-from .base import Layer, LayerError, as_tuple
+from .base import Layer, LayerError, as_tuple, backward_follows
 
 
 def _check_built(layer):
@@ -118,7 +118,8 @@ class Conv2D(Layer):
         xp = windows.pad_hw(x, pads)
         n = x.shape[0]
         z = np.empty((n, oh, ow, self.filters), dtype=self.dtype)
-        y = z if self.activation.name == "linear" else np.empty_like(z)
+        # Only backward reads the pre-activation z: without one, the activation runs in place.
+        y = z if self.activation.name == "linear" or not backward_follows() else np.empty_like(z)
         conv_forward.run(self, xp, z, y)
         self._cache = (x.shape, pads, xp, z, y)
         return y

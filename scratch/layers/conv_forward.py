@@ -21,7 +21,7 @@ FEW_CHANNELS = 4
 
 def run(layer, xp, z, y):
     """Write the layer's pre-activation output into ``z`` and its output into ``y`` (the same array
-    for a linear activation) for the padded input ``xp``."""
+    for a linear activation, or when no backward follows) for the padded input ``xp``."""
     if layer.kernel_size == (1, 1) and layer.groups == 1:
         pointwise(layer, xp, z, y)
     elif conv_winograd.use_winograd(layer, xp.shape, z.shape[1:3]):
@@ -44,11 +44,11 @@ def finish(layer, zb, yb, bias=True):
             rows += np.tile(bias, zb.shape[2])
         else:
             zb += bias
-    if yb is not zb:
-        if layer.activation.name == "relu":
-            np.maximum(zb, 0, out=yb)       # no temporary block
-        else:
-            yb[...] = layer.activation.forward(zb)
+    name = layer.activation.name
+    if name == "relu":
+        np.maximum(zb, 0, out=yb)       # no temporary block; yb may be zb itself (base.inference_only)
+    elif name != "linear":
+        yb[...] = layer.activation.forward(zb)
 
 
 def pointwise(layer, xp, z, y):

@@ -129,13 +129,19 @@ class ReLU(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def forward(self, x, training=False):
+    # The graph may hand over an input nobody reads again (scratch.models.model, predict only).
+    overwrites_input = True
+
+    def forward(self, x, training=False, overwrite_input=False):
         x = self.cast(x)
         self._cache = x
         into = self._into(x.dtype)
         if into is None:   # through a temporary per chunk the pool was slower than one pass
             return self._relu.forward(x)
-        return parallel.rowwise(self._relu.forward, x, into=into)   # both cores, as TF's Relu
+        # Both cores, as TF's Relu; into x itself when the graph says x is dead after this call
+        # (the same values, without a fresh output array to fault in).
+        out = x if overwrite_input and x.flags.writeable and x.flags.c_contiguous else None
+        return parallel.rowwise(self._relu.forward, x, into=into, out=out)
 
     def _into(self, dtype):
         """The relu (and relu6) as passes written straight into an output chunk: the very passes

@@ -27,11 +27,13 @@ backprop through a recorded run is in backprop.py; names, shapes, weight order a
 model_info.py.
 """
 
+import sys
+
 import numpy as np
 
 from .. import parallel
 from .backprop import Call, set_grads, backprop
-from ..layers.base import Layer, LayerError
+from ..layers.base import Layer, LayerError, inference_only
 from ..errors import GraphError, InputError, ModelFileError
 from .graph import (InputLayer, Ref, accepted_kwargs, as_list, fmt_shape, leaves, resolve, resolve_masks,
                     shape_call_kwargs, squash, tensor_arguments, trace_name)
@@ -165,8 +167,9 @@ class Model(ModelInfo, Layer):
         named = collect is not None or feed is not None
         free = not keep and tape is None   # free intermediates nobody reads again (ResNet-sized batches)
         for node, plan in zip(self.nodes, self._node_plan()):
+            overwrite = free and plan.donor is not None and sole_owner(values, plan.donor)
             outs, out_masks = self._call_node(node, values, masks, collect, prefix, feed, training, tape,
-                                              plan.tensor_args)
+                                              plan.tensor_args, overwrite)
             refs = plan.out_refs(len(outs))
             for ref, o, m in zip(refs, outs, out_masks):
                 values[ref] = o
@@ -181,6 +184,7 @@ class Model(ModelInfo, Layer):
             if free:
                 for ref in plan.last_read:
                     values.pop(ref, None)
+            outs = o = None   # ``values`` alone holds the outputs now (sole_owner counts references)
         return [values[r] for r in self.outputs], [masks.get(r) for r in self.outputs]
 
     def _node_plan(self):
@@ -192,9 +196,14 @@ class Model(ModelInfo, Layer):
             self._plan = [NodePlan(node, [r for r in dict.fromkeys(node.refs())
                                           if self._last_use.get(r) == i and r not in wanted and r not in inputs])
                           for i, node in enumerate(self.nodes)]
+            for plan, node in zip(self._plan, self.nodes):
+                refs = node.refs()
+                if getattr(node.layer, "overwrites_input", False) and len(refs) == 1 and refs[0] in plan.last_read:
+                    plan.donor = refs[0]
         return self._plan
 
-    def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None, tensor_args=None):
+    def _call_node(self, node, values, masks, collect, prefix, feed, training, tape=None, tensor_args=None,
+                   overwrite_input=False):
         layer = node.layer
         args = resolve(node.args, values)
         kwargs = resolve(node.kwargs, values)
@@ -238,6 +247,8 @@ class Model(ModelInfo, Layer):
                     call_kwargs[f"{arg}_mask"] = arg_mask
         if "training" in accepted:
             call_kwargs["training"] = training
+        if overwrite_input:
+            call_kwargs["overwrite_input"] = True
         unknown = [k for k in call_kwargs if k not in accepted]
         if unknown:
             raise GraphError(f"layer '{layer.name}' ({type(layer).__name__}) is called with {unknown} in the config, "
@@ -333,7 +344,7 @@ class Model(ModelInfo, Layer):
         if any(v.shape[0] != n for v in xs):
             raise InputError(f"model '{self.name}': inputs have different batch sizes {[v.shape[0] for v in xs]}")
         batch_size = max(1, int(batch_size or n or 1))
-        with parallel.single_threaded_blas():   # the engine splits big products itself (scratch.parallel)
+        with parallel.single_threaded_blas(), inference_only():   # the engine splits big products itself
             chunks = [self._run([v[s:s + batch_size] for v in xs])[0] for s in range(0, max(n, 1), batch_size)]
         outs = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(self.outputs))]
         return outs if len(outs) > 1 else outs[0]
@@ -346,7 +357,7 @@ class Model(ModelInfo, Layer):
         the error it inherits (its output is still recorded as computed).
         """
         collect = []
-        with parallel.single_threaded_blas():
+        with parallel.single_threaded_blas(), inference_only():
             self._run(self._standardize(x), collect=collect, feed=feed, keep=True)
         return dict(collect)
 
@@ -357,13 +368,16 @@ class Model(ModelInfo, Layer):
 class NodePlan:
     """What running one node needs that only the graph decides: how many tensor arguments the call
     has (Keras's mask rule reads it), the refs of its outputs, and the tensors it is the last
-    reader of (``last_read``, which a run that keeps nothing frees after it)."""
+    reader of (``last_read``, which a run that keeps nothing frees after it), and ``donor``: the
+    ref of its only input when that input dies here and the layer can write its output into it
+    (``overwrites_input``; a run that keeps nothing lets it when ``sole_owner`` holds)."""
 
-    __slots__ = ("tensor_args", "last_read", "_node", "_out_refs")
+    __slots__ = ("tensor_args", "last_read", "donor", "_node", "_out_refs")
 
     def __init__(self, node, last_read):
         self.tensor_args = count_tensor_arguments(node)
         self.last_read = last_read
+        self.donor = None
         self._node, self._out_refs = node, []
 
     def out_refs(self, count):
@@ -372,6 +386,25 @@ class NodePlan:
         while len(refs) < count:
             refs.append(Ref(self._node.layer.name, self._node.index, len(refs)))
         return refs if len(refs) == count else refs[:count]
+
+
+def _held(values, ref):
+    """(values[ref], its reference count as seen here)."""
+    x = values.get(ref)
+    return x, sys.getrefcount(x)
+
+
+# What ``_held`` sees for an array that only the ``values`` dict holds (measured, not assumed:
+# interpreters count borrowed references differently).
+_SOLE_REFS = _held({0: np.empty(1)}, 0)[1]
+
+
+def sole_owner(values, ref):
+    """True when ``values[ref]`` is an array that owns its memory and that nothing else references:
+    no other graph tensor (an identity layer passes the same object on), no view of it (a view
+    holds its base), no layer state, no caller. Writing into it then changes nothing anyone reads."""
+    x, refs = _held(values, ref)
+    return type(x) is np.ndarray and x.base is None and x.flags.writeable and refs <= _SOLE_REFS
 
 
 def count_tensor_arguments(node):
