@@ -231,16 +231,20 @@ def rowwise(fn, x, cost_per_element=10, chunk_bytes=2**20, into=None, out=None):
     rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(-1, 1)
     step = max(1, chunk_bytes // max(1, rows.shape[1] * x.itemsize))
     parts = [slice(s, min(rows.shape[0], s + step)) for s in range(0, rows.shape[0], step)]
+    if out is not None and not (out.flags.c_contiguous and out.flags.writeable and out.shape == x.shape):
+        out = None   # only an array the rows can be written into in place
     if into is not None:
-        out = np.empty(rows.shape, dtype=x.dtype) if out is None else out.reshape(rows.shape)
-        run_blocks(lambda p: into(rows[p], out[p]), parts, cost=cost)
-        return out.reshape(x.shape)
+        result = np.empty(x.shape, dtype=x.dtype) if out is None else out   # owns its memory: a later
+        flat = result.reshape(rows.shape)                                    # layer may write into it
+        run_blocks(lambda p: into(rows[p], flat[p]), parts, cost=cost)
+        return result
     first = fn(rows[parts[0]])
-    out = np.empty(rows.shape, dtype=first.dtype)
-    out[parts[0]] = first
+    result = np.empty(x.shape, dtype=first.dtype)
+    flat = result.reshape(rows.shape)
+    flat[parts[0]] = first
 
     def part(p):
-        out[p] = fn(rows[p])
+        flat[p] = fn(rows[p])
 
     run_blocks(part, parts[1:], cost=cost)
-    return out.reshape(x.shape)
+    return result

@@ -15,6 +15,7 @@ Padding, output size and the strides-with-dilation case follow TensorFlow (see w
 import numpy as np
 
 from . import windows
+from .. import parallel
 from .base import LayerError
 from .conv_base import SpatialLayer, check_no_groups, positive_int
 
@@ -55,17 +56,26 @@ def channelwise_forward(xp, kernel, strides, dilation, out_hw):
     oh, ow = out_hw
     phases = _column_phases(xp, strides[1])
     weights = np.tile(kernel, (1, 1, ow))                                    # (kh, kw, ow*Q)
-    out = np.empty((n, oh, ow * q), dtype=xp.dtype)
-    term = np.empty_like(out)
-    for bs, rs in windows.blocks(n, oh, ow * q * xp.dtype.itemsize, limit=BLOCK_BYTES):
-        o, t = out[bs, rs], term[bs, rs]
-        for i, (a, b, dr, phase, start) in enumerate(_taps(kernel, strides, dilation)):
+    out = np.empty((n, oh, ow, q), dtype=xp.dtype)
+    rows_out = out.reshape(n, oh, ow * q)
+    taps = list(_taps(kernel, strides, dilation))
+
+    def block(b):
+        bs, rs = b
+        o = rows_out[bs, rs]
+        t = windows.thread_buffer("depthwise_term", o.size, o.dtype).reshape(o.shape)
+        for i, (a, b, dr, phase, start) in enumerate(taps):
             src = phases[phase][bs, _rows(rs, dr, strides[0]), start:start + ow * q]
             if i == 0:
                 np.multiply(src, weights[a, b], out=o)
             else:
                 o += np.multiply(src, weights[a, b], out=t)
-    return out.reshape(n, oh, ow, q)
+
+    # Each block is independent (its own output rows, this thread's term buffer): on the pool.
+    # Cost in run_blocks' multiply-adds: two in-cache element-wise passes per tap, ~10 each.
+    parallel.run_blocks(block, windows.blocks(n, oh, ow * q * xp.dtype.itemsize, limit=BLOCK_BYTES),
+                        cost=out.size * len(taps) * 20)
+    return out
 
 
 def channelwise_backward(xp, kernel, dz, strides, dilation):

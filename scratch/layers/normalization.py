@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import parallel
 from .base import Layer, LayerError
 
 # Keras's backend.epsilon(): guards the masked moments' divisions by the number of kept items.
@@ -100,7 +101,10 @@ class BatchNormalization(Layer):
         return self.axis % ndim
 
     # ---- computation ---------------------------------------------------------------------
-    def forward(self, x, training=False, mask=None):
+    # The graph may hand over an input nobody reads again (scratch.models.model, predict only).
+    overwrites_input = True
+
+    def forward(self, x, training=False, mask=None, overwrite_input=False):
         x = self.cast(x)
         if mask is not None and np.ndim(mask) != x.ndim - 1:
             raise LayerError("The mask provided should be one dimension less than the inputs. "
@@ -131,10 +135,22 @@ class BatchNormalization(Layer):
         rstd = 1.0 / np.sqrt(var + self.epsilon)
         inv = rstd if gamma is None else rstd * gamma
         shift = -mean * inv if beta is None else beta - mean * inv
-        y = x * inv   # TF's fused form x * inv + (beta - mean * inv), in place: one pass, one array
-        y += shift
         self._cache = (batch, reduce_axes, (x, mean) if centered is None else centered, rstd, gamma, weight, count)
-        return y.astype(self.dtype, copy=False)
+
+        def affine(v):   # TF's fused form x * inv + (beta - mean * inv)
+            y = v * inv
+            y += shift
+            return y
+
+        if axis == x.ndim - 1 and inv.dtype == shift.dtype == x.dtype:
+            # Both passes per chunk of rows while it is in cache, on both cores; into x itself when
+            # the graph hands over an input nobody reads again (predict only: backward reads x).
+            def into(chunk, out):
+                np.multiply(chunk, inv.reshape(-1), out=out)
+                np.add(out, shift.reshape(-1), out=out)
+            out = x if overwrite_input and not batch and x.flags.writeable and x.flags.c_contiguous else None
+            return parallel.rowwise(affine, x, into=into, out=out)
+        return affine(x).astype(self.dtype, copy=False)
 
     def _mask_weights(self, mask, x, axis, reduce_axes):
         """Per-element weight (1, or the 0/1 mask broadcast over the last axis) and the divisor N."""

@@ -4,11 +4,13 @@ view, under a second graph name, by the caller, or by a layer's state. Each mode
 such trap; its outputs are compared with Keras's, and ``trace`` (which keeps every output, so
 overwrites nothing) must give the very same numbers."""
 
+import inspect
+
 import numpy as np
 import pytest
 
 import scratch
-from scratch.layers import core
+from scratch.layers import core, normalization
 from scratch.layers.base import backward_follows, inference_only
 from scratch.models import model as smodel_mod
 from scratch.models.graph import trace_name
@@ -19,35 +21,40 @@ keras = pytest.importorskip("keras")
 layers = keras.layers
 
 
-def _traps():
-    """name -> Keras model whose ReLU input must (or may) not be overwritten."""
+CONSUMERS = {"relu": lambda: layers.ReLU(name="relu"), "bn": lambda: layers.BatchNormalization(name="relu")}
+
+
+def _traps(consumer):
+    """name -> Keras model whose ``consumer`` (a layer that may write into its input, named
+    "relu") input must (or may) not be overwritten."""
     x = keras.Input((6, 6, 3), name="x")
     c = layers.Conv2D(4, 3, name="conv")(x)
     # A view of conv's output, read after the ReLU: its longer path makes Keras run it first, so
     # the ReLU is conv's last reader while the view lives on.
     view = layers.Reshape((4, 16), name="view2")(layers.Reshape((16, 4), name="view")(c))
-    r = layers.ReLU(name="relu")(c)
+    r = CONSUMERS[consumer]()(c)
     viewed = keras.Model(x, [layers.Flatten()(r), layers.Flatten()(view)], name="viewed")
 
     x = keras.Input((6, 6, 3), name="x")
     c = layers.Conv2D(4, 3, name="conv")(x)
     same = layers.Dropout(0.5, name="drop")(c)               # the same array under a second name
-    r = layers.ReLU(name="relu")(same)
+    r = CONSUMERS[consumer]()(same)
     aliased = keras.Model(x, [r, layers.GlobalAveragePooling2D()(c)], name="aliased")
 
     x = keras.Input((6, 6, 3), name="x")
-    on_input = keras.Model(x, layers.ReLU(name="relu")(x), name="on_input")   # the caller's array
+    on_input = keras.Model(x, CONSUMERS[consumer]()(x), name="on_input")   # the caller's array
 
     x = keras.Input((6, 6, 3), name="x")
     c = layers.Conv2D(4, 3, activation="tanh", name="conv")(x)
-    r = layers.ReLU(max_value=0.5, name="relu")(layers.Conv2D(4, 1, name="mix")(c))
+    r = layers.ReLU(max_value=0.5, name="relu6")(CONSUMERS[consumer]()(layers.Conv2D(4, 1, name="mix")(c)))
     chain = keras.Model(x, layers.ReLU(name="relu2")(layers.Conv2D(2, 1, activation="sigmoid")(r)), name="chain")
     return dict(viewed=viewed, aliased=aliased, on_input=on_input, chain=chain)
 
 
+@pytest.mark.parametrize("consumer", sorted(CONSUMERS))
 @pytest.mark.parametrize("name", ["viewed", "aliased", "on_input", "chain"])
-def test_predict_overwrites_only_what_nobody_reads(tmp_path, name):
-    kmodel = randomize(_traps()[name], seed=3)
+def test_predict_overwrites_only_what_nobody_reads(tmp_path, name, consumer):
+    kmodel = randomize(_traps(consumer)[name], seed=3)
     path = tmp_path / f"{name}.keras"
     kmodel.save(path)
     model = scratch.load(path)
@@ -63,21 +70,25 @@ def test_predict_overwrites_only_what_nobody_reads(tmp_path, name):
         np.testing.assert_array_equal(g, traced[trace_name(*ref)], err_msg=f"{name} output {i} vs trace")
 
 
-def test_a_relu_whose_input_dies_writes_into_it(tmp_path, monkeypatch):
-    """The plain chain conv -> ReLU -> pool: the ReLU is handed its input (and the result is
-    bit-identical to the allocating path, which ``trace`` runs)."""
+def test_a_layer_whose_input_dies_writes_into_it(tmp_path, monkeypatch):
+    """The plain chain conv -> BN -> ReLU -> pool: BN and ReLU are handed their inputs (and the
+    result is bit-identical to the allocating path, which ``trace`` runs)."""
     kmodel = randomize(keras.Sequential([keras.Input((8, 8, 2)), layers.Conv2D(3, 3, name="conv"),
-                                         layers.ReLU(name="relu"), layers.MaxPooling2D(name="pool")]))
+                                         layers.BatchNormalization(name="bn"), layers.ReLU(name="relu"),
+                                         layers.MaxPooling2D(name="pool")]))
     path = tmp_path / "chain.keras"
     kmodel.save(path)
     model = scratch.load(path)
     handed = []
-    forward = core.ReLU.forward
-    monkeypatch.setattr(core.ReLU, "forward", lambda self, x, training=False, overwrite_input=False: (
-        handed.append(overwrite_input), forward(self, x, training=training, overwrite_input=overwrite_input))[1])
+    for cls in (core.ReLU, normalization.BatchNormalization):
+        def spy(self, x, *args, _forward=cls.forward, **kwargs):
+            handed.append((type(self).__name__, kwargs.get("overwrite_input", False)))
+            return _forward(self, x, *args, **kwargs)
+        spy.__signature__ = inspect.signature(cls.forward)
+        monkeypatch.setattr(cls, "forward", spy)
     x = np.random.default_rng(2).normal(size=(4, 8, 8, 2)).astype("float32")
     got = model.predict(x)
-    assert handed == [True]
+    assert handed == [("BatchNormalization", True), ("ReLU", True)]
     np.testing.assert_array_equal(got, model.trace(x)["pool"])
     assert_close(got, kmodel.predict(x, verbose=0), label="chain")
 
