@@ -239,8 +239,8 @@ def rowwise(fn, x, cost_per_element=10, chunk_bytes=2**20, into=None, out=None):
         run_blocks(lambda p: into(rows[p], flat[p]), parts, cost=cost)
         return result
     first = fn(rows[parts[0]])
-    result = np.empty(x.shape, dtype=first.dtype)
-    flat = result.reshape(rows.shape)
+    result = np.empty(x.shape[:-1] + first.shape[1:] if x.ndim > 1 else x.shape, dtype=first.dtype)
+    flat = result.reshape(rows.shape[0], -1)   # a row may change length (glu halves it)
     flat[parts[0]] = first
 
     def part(p):

@@ -89,9 +89,21 @@ class Activation(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def forward(self, x, training=False):
+    # The graph may hand over an input nobody reads again (scratch.models.model, predict only).
+    overwrites_input = True
+
+    def forward(self, x, training=False, overwrite_input=False):
         x = self.cast(x)
-        y = self.activation.forward(x)
+        fn = self.activation.forward
+        # Every activation treats rows (the last axis whole) independently: chunks of rows on both
+        # cores while they are in cache (swish's five passes over whole arrays were a quarter of
+        # EfficientNetB0), written back into x itself when the graph says x dies here.
+        if x.ndim < 2:   # one row: an axis-wise activation (softmax) spans it whole
+            y = fn(x)
+        elif overwrite_input and self.activation.name != "glu":   # glu halves the last axis
+            y = parallel.rowwise(fn, x, into=lambda chunk, out: np.copyto(out, fn(chunk)), out=x)
+        else:
+            y = parallel.rowwise(fn, x)
         self._cache = (x, y)
         return y
 

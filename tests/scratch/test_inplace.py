@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import scratch
-from scratch.layers import core, normalization
+from scratch import parallel
+from scratch.layers import activations, core, normalization
 from scratch.layers.base import backward_follows, inference_only
 from scratch.models import model as smodel_mod
 from scratch.models.graph import trace_name
@@ -136,3 +137,18 @@ def core_conv(activation):
     layer.build((None, 9, 9, 5))
     layer.set_weights(klayer.get_weights())
     return layer
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_an_activation_layer_split_over_the_pool_equals_one_pass(name):
+    """The Activation layer runs its function on chunks of rows over the engine's pool (and into
+    a dead input): bit for bit what one call on the whole array gives, for every activation."""
+    x = np.random.default_rng(6).normal(scale=3.0, size=(40, 30, 40, 60)).astype("float32")   # > 2M: chunked
+    assert x.size * 10 >= parallel.MIN_PARALLEL_COST
+    whole = activations.get(name).forward(x)
+    layer = core.Activation(name)
+    np.testing.assert_array_equal(layer.forward(x), whole)
+    given = x.copy()
+    np.testing.assert_array_equal(layer.forward(given, overwrite_input=True), whole)
+    vector = x.reshape(-1)                    # rank 1, long enough to chunk: softmax spans it whole
+    np.testing.assert_array_equal(layer.forward(vector), activations.get(name).forward(vector))
