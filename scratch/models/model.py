@@ -247,7 +247,7 @@ class Model(ModelInfo, Layer):
                     call_kwargs[f"{arg}_mask"] = arg_mask
         if "training" in accepted:
             call_kwargs["training"] = training
-        if overwrite_input:
+        if overwrite_input and "overwrite_input" in accepted:   # a subclass's forward may not take it
             call_kwargs["overwrite_input"] = True
         unknown = [k for k in call_kwargs if k not in accepted]
         if unknown:
