@@ -15,8 +15,7 @@ from . import conv_taps, conv_winograd, windows
 from .. import parallel
 
 # Inputs with at most this many channels build their patch blocks transposed, one slab per kernel
-# offset and channel plane (windows.patch_block_transposed): 2.5x faster for C=1, 1.25x for C=3
-# from (N, H, W, C) (bench, 1 thread), and 1.8x more for C=3 from channel planes.
+# offset (windows.patch_block_transposed): 2.5x faster for C=1, 1.25x for C=3 (bench, 1 thread).
 FEW_CHANNELS = 4
 
 
@@ -110,13 +109,12 @@ def patches(layer, xp, z, y):
         # adds them in order, so the bias comes last, as after the product (bit for bit, tests).
         kernel = np.concatenate([wk[0], layer.weights["bias"][None]]) if layer.use_bias else wk[0]
         row_bytes = ow * (kernel.shape[0] + f) * layer.dtype.itemsize   # the output block stays in cache too
-        planes = windows.channel_planes(xp)
 
     def block(b):
         bs, rs = b
         zb = z[bs, rs]
         if few_channels:   # (K, M) built one slab per kernel offset, read as (M, K)
-            pt = windows.patch_block_transposed(planes, layer.kernel_size, layer.strides, layer.dilation_rate,
+            pt = windows.patch_block_transposed(xp, layer.kernel_size, layer.strides, layer.dilation_rate,
                                                 (oh, ow), bs, rs, ones_row=layer.use_bias)
             np.matmul(pt.T, kernel, out=zb.reshape(-1, f, copy=False))
             finish(layer, zb, y[bs, rs], bias=False)

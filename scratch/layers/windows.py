@@ -192,33 +192,26 @@ def patch_block(win, bs, rs, reuse=False):
     return patches
 
 
-def channel_planes(xp):
-    """(N, H, W, C) -> (C, N, H, W), contiguous: each channel one plane (no copy for C = 1)."""
-    return np.ascontiguousarray(np.moveaxis(xp, -1, 0))
+def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs, ones_row=False):
+    """One block's patch matrix, transposed: (kh*kw*C, nb*nr*ow) in this thread's reused buffer.
 
-
-def patch_block_transposed(planes, kernel, strides, dilation, out_hw, bs, rs, ones_row=False):
-    """One block's patch matrix, transposed: (kh*kw*C, nb*nr*ow) in this thread's reused buffer,
-    from the padded input's ``channel_planes`` (C, N, Hp, Wp).
-
-    Row (a, b, c) is plane c shifted by kernel offset (a, b), copied as one slab per offset: runs
-    of ow values, where an (N, H, W, C) source gave runs of one (the planes: 0.39 -> 0.21 ms per
-    3-image block of a 64x64 RGB input). For inputs with few channels this beats ``patch_block``,
-    whose copy moves runs of only kw*C values; the product then reads it as a column-major matrix,
-    ``.T``, which BLAS takes as it is. ``ones_row=True`` appends a row of ones (kh*kw*C + 1 rows):
-    multiplied by a bias row appended to the kernel, the product adds the bias as its last term.
+    Row (a, b, c) is the input plane c shifted by kernel offset (a, b), copied as one slab per
+    offset. For inputs with few channels this beats ``patch_block``, whose copy moves runs of
+    only kw*C values; the product then reads it as a column-major matrix, ``.T``, which BLAS
+    takes as it is. ``ones_row=True`` appends a row of ones (kh*kw*C + 1 rows): multiplied by a
+    bias row appended to the kernel, the product adds the bias as its last term.
     """
     (kh, kw), (sh, _), (oh_all, ow) = kernel, strides, out_hw
-    nb = len(range(*bs.indices(planes.shape[1])))
+    nb = len(range(*bs.indices(xp.shape[0])))
     nr = len(range(*rs.indices(oh_all)))
-    c = planes.shape[0]
+    c = xp.shape[-1]
     m, k = nb * nr * ow, kh * kw * c
-    flat = thread_buffer("transposed", (k + ones_row) * m, planes.dtype).reshape(k + ones_row, m)
+    flat = thread_buffer("transposed", (k + ones_row) * m, xp.dtype).reshape(k + ones_row, m)
     out = flat[:k].reshape(kh * kw, c, nb, nr, ow)
     top = rs.start * sh
     for (a, b), (rows, cols) in offset_slices(kernel, strides, dilation, (nr, ow)):
         rows = slice(top + rows.start, top + rows.stop, sh)
-        np.copyto(out[a * kw + b], planes[:, bs, rows, cols])
+        np.copyto(out[a * kw + b], xp[bs, rows, cols, :].transpose(3, 0, 1, 2))
     if ones_row:
         flat[k] = 1
     _stats["peak_patch_bytes"] = max(_stats["peak_patch_bytes"], flat.nbytes)
