@@ -152,3 +152,14 @@ def test_an_activation_layer_split_over_the_pool_equals_one_pass(name):
     np.testing.assert_array_equal(layer.forward(given, overwrite_input=True), whole)
     vector = x.reshape(-1)                    # rank 1, long enough to chunk: softmax spans it whole
     np.testing.assert_array_equal(layer.forward(vector), activations.get(name).forward(vector))
+
+
+def test_a_forward_that_takes_no_overwrite_flag_is_not_handed_one(tmp_path, monkeypatch):
+    kmodel = randomize(keras.Sequential([keras.Input((4,)), layers.Dense(3, name="dense"), layers.ReLU(name="relu")]))
+    path = tmp_path / "plain.keras"
+    kmodel.save(path)
+    model = scratch.load(path)
+    forward = core.ReLU.forward
+    monkeypatch.setattr(core.ReLU, "forward", lambda self, x, training=False: forward(self, x, training=training))
+    x = np.random.default_rng(7).normal(size=(2, 4)).astype("float32")
+    assert_close(model.predict(x), kmodel.predict(x, verbose=0), label="plain")
