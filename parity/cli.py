@@ -172,6 +172,7 @@ def _check(args):
         raise BadInput(f"--samples must be >= 1. Received: {args.samples}")
     t0 = time.perf_counter()
     smodel = load_scratch(args.model, args.config, args.max_memory)
+    scratch_s = time.perf_counter() - t0   # the scratch side's own time: loading and the traces
     xs = read_inputs(args.inputs, smodel, args.samples, args.max_memory) if args.inputs else None
     n = len(xs[0]) if xs else args.samples
     need = (4 * smodel.count_params() + n * smodel.bytes_per_sample) * (2 if args.float64_truth else 1)
@@ -196,10 +197,12 @@ def _check(args):
     try:
         with warnings.catch_warnings():   # overflow is reported per node below (nonfinite_line)
             warnings.simplefilter("ignore", RuntimeWarning)
+            t1 = time.perf_counter()
             scratch_out = smodel.trace(feed)
             truth = None
             if args.float64_truth:
                 truth = load_scratch(args.model, args.config, args.max_memory).to_dtype("float64").trace(feed)
+            scratch_s += time.perf_counter() - t1
     except scratch.ScratchError as exc:   # the engine refuses these inputs: no parity was computed
         raise BadInput(one_line(f"{args.model}: scratch cannot run it: {exc}")) from None
     result = compare_end_to_end(keras_out, scratch_out, infos, truth=truth, atol=args.atol, rtol=args.rtol,
@@ -221,7 +224,9 @@ def _check(args):
         print(result["nonfinite"])
     status = "PASS" if result["passed"] else "FAIL"
     print(f"{status}: {sum(r['passed'] for r in result['layers'])}/{len(result['layers'])} layers and operations within "
-          f"tolerance ({result['compared']} of the graph's {result['graph_nodes']} nodes compared, {elapsed:.1f} s)")
+          f"tolerance ({result['compared']} of the graph's {result['graph_nodes']} nodes compared, {elapsed:.1f} s; "
+          f"the scratch side {scratch_s:.3f} s)")
+    result["scratch_s"] = scratch_s
     env = kr.environment()
     if args.junit:
         from .report import write_junit
