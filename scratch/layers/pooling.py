@@ -70,15 +70,18 @@ def _separable_pass(op, src, dst, offsets, axis, first, shift=0):
     def take(arr, sl):
         return arr[:, sl] if axis == 1 else arr[:, :, sl]
 
+    rest = [a for a, plan in enumerate(offsets) if plan is not None and a != first]
     if first is None:
         dst[...] = 0
+    elif rest and (offsets[rest[0]][0].start - shift, offsets[rest[0]][0].stop - shift) == (0, dst.shape[axis]):
+        # The next offset is real for every output too: op(first, next) is one pass, not a copy
+        # and then a pass (2 of a 2x2 pool's 4 passes); the same operations in the same order.
+        op(take(src, offsets[first][1]), take(src, offsets[rest[0]][1]), out=dst)
+        rest = rest[1:]
     else:
-        out_sl, in_sl = offsets[first]
-        dst[...] = take(src, in_sl)
-    for a, plan in enumerate(offsets):
-        if plan is None or a == first:
-            continue
-        out_sl, in_sl = plan
+        dst[...] = take(src, offsets[first][1])
+    for a in rest:
+        out_sl, in_sl = offsets[a]
         target = take(dst, slice(out_sl.start - shift, out_sl.stop - shift))
         op(target, take(src, in_sl), out=target)
 
