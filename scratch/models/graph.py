@@ -7,6 +7,7 @@ depending on how ``Model`` runs them.
 """
 
 import inspect
+import sys
 
 import numpy as np
 
@@ -153,3 +154,22 @@ def fmt_shape(shape):
     if isinstance(shape, list):
         return "[" + ", ".join(fmt_shape(s) for s in shape) + "]"
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _held(values, ref):
+    """(values[ref], its reference count as seen here)."""
+    x = values.get(ref)
+    return x, sys.getrefcount(x)
+
+
+# What ``_held`` sees for an array that only the ``values`` dict holds (measured, not assumed:
+# interpreters count borrowed references differently).
+_SOLE_REFS = _held({0: np.empty(1)}, 0)[1]
+
+
+def sole_owner(values, ref):
+    """True when ``values[ref]`` is an array that owns its memory and that nothing else references:
+    no other graph tensor (an identity layer passes the same object on), no view of it (a view
+    holds its base), no layer state, no caller. Writing into it then changes nothing anyone reads."""
+    x, refs = _held(values, ref)
+    return type(x) is np.ndarray and x.base is None and x.flags.writeable and refs <= _SOLE_REFS

@@ -27,8 +27,6 @@ backprop through a recorded run is in backprop.py; names, shapes, weight order a
 model_info.py.
 """
 
-import sys
-
 import numpy as np
 
 from .. import parallel
@@ -36,7 +34,7 @@ from .backprop import Call, set_grads, backprop
 from ..layers.base import Layer, LayerError, inference_only
 from ..errors import GraphError, InputError, ModelFileError
 from .graph import (InputLayer, Ref, accepted_kwargs, as_list, fmt_shape, leaves, resolve, resolve_masks,
-                    shape_call_kwargs, squash, tensor_arguments, trace_name)
+                    shape_call_kwargs, sole_owner, squash, tensor_arguments, trace_name)
 from .model_info import ModelInfo
 
 
@@ -386,25 +384,6 @@ class NodePlan:
         while len(refs) < count:
             refs.append(Ref(self._node.layer.name, self._node.index, len(refs)))
         return refs if len(refs) == count else refs[:count]
-
-
-def _held(values, ref):
-    """(values[ref], its reference count as seen here)."""
-    x = values.get(ref)
-    return x, sys.getrefcount(x)
-
-
-# What ``_held`` sees for an array that only the ``values`` dict holds (measured, not assumed:
-# interpreters count borrowed references differently).
-_SOLE_REFS = _held({0: np.empty(1)}, 0)[1]
-
-
-def sole_owner(values, ref):
-    """True when ``values[ref]`` is an array that owns its memory and that nothing else references:
-    no other graph tensor (an identity layer passes the same object on), no view of it (a view
-    holds its base), no layer state, no caller. Writing into it then changes nothing anyone reads."""
-    x, refs = _held(values, ref)
-    return type(x) is np.ndarray and x.base is None and x.flags.writeable and refs <= _SOLE_REFS
 
 
 def count_tensor_arguments(node):

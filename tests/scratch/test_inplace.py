@@ -13,8 +13,7 @@ import scratch
 from scratch import parallel
 from scratch.layers import activations, core, normalization
 from scratch.layers.base import backward_follows, inference_only
-from scratch.models import model as smodel_mod
-from scratch.models.graph import trace_name
+from scratch.models.graph import sole_owner, trace_name
 from parity.tolerance import assert_close
 from tests.scratch.test_loader import randomize
 
@@ -97,18 +96,18 @@ def test_a_layer_whose_input_dies_writes_into_it(tmp_path, monkeypatch):
 def test_sole_owner_refuses_views_second_names_and_outside_references():
     a = np.ones(4)
     values = {"a": a}
-    assert not smodel_mod.sole_owner(values, "a")     # the local name ``a`` holds it too
+    assert not sole_owner(values, "a")     # the local name ``a`` holds it too
     del a
-    assert smodel_mod.sole_owner(values, "a")
+    assert sole_owner(values, "a")
     view = values["a"][1:]
-    assert not smodel_mod.sole_owner(values, "a")
+    assert not sole_owner(values, "a")
     del view
     values["b"] = values["a"]
-    assert not smodel_mod.sole_owner(values, "a")
+    assert not sole_owner(values, "a")
     del values["b"]
     values["a"].flags.writeable = False
-    assert not smodel_mod.sole_owner(values, "a")
-    assert not smodel_mod.sole_owner({"v": np.ones(4)[1:]}, "v")
+    assert not sole_owner(values, "a")
+    assert not sole_owner({"v": np.ones(4)[1:]}, "v")
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "swish"])
