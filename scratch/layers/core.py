@@ -98,7 +98,7 @@ class Activation(Layer):
         # Every activation treats rows (the last axis whole) independently: chunks of rows on both
         # cores while they are in cache (swish's five passes over whole arrays were a quarter of
         # EfficientNetB0), written back into x itself when the graph says x dies here.
-        if x.ndim < 2:   # one row: an axis-wise activation (softmax) spans it whole
+        if x.ndim < 2 or self.activation.name == "linear":   # one row: softmax spans it whole
             y = fn(x)
         elif overwrite_input and self.activation.name != "glu":   # glu halves the last axis
             y = parallel.rowwise(fn, x, into=lambda chunk, out: np.copyto(out, fn(chunk)), out=x)

@@ -60,8 +60,8 @@ def channelwise_forward(xp, kernel, strides, dilation, out_hw):
     rows_out = out.reshape(n, oh, ow * q)
     taps = list(_taps(kernel, strides, dilation))
 
-    def block(b):
-        bs, rs = b
+    def block(span):
+        bs, rs = span
         o = rows_out[bs, rs]
         t = windows.thread_buffer("depthwise_term", o.size, o.dtype).reshape(o.shape)
         for i, (a, b, dr, phase, start) in enumerate(taps):
