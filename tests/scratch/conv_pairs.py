@@ -72,3 +72,21 @@ def pinned(pins):
             test = example(case=(*pin, i + 1))(test)
         return test
     return decorate
+
+
+def form_taken(use, layer, x):
+    """Whether Conv2D ``layer`` runs the form that ``use(layer, padded_shape, out_hw)`` picks
+    (``conv_taps.use_taps``, ``conv_winograd.use_winograd``) on input ``x``."""
+    pads, out_hw = layer._setup(x)
+    shape = (x.shape[0], x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
+    return use(layer, shape, out_hw)
+
+
+def float64_conv(cfg, shape, seed=3):
+    """A float64 Conv2D from ``cfg`` with seeded random weights, and a seeded input of ``shape``."""
+    from scratch.layers.conv import Conv2D
+
+    rng = np.random.default_rng(seed)
+    layer = Conv2D(**cfg).to_dtype("float64")
+    layer.build(shape, rng=rng)
+    return layer, rng.normal(size=shape)

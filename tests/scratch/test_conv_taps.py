@@ -13,7 +13,7 @@ from parity.tolerance import assert_close
 from scratch import parallel
 from scratch.layers import conv_taps
 from scratch.layers.conv import Conv2D
-from tests.scratch.conv_pairs import check_against_keras, pinned
+from tests.scratch.conv_pairs import check_against_keras, float64_conv, form_taken, pinned
 
 # (config, input shape): 'same' and 'valid', a non-square kernel, dilation, a 1-row image.
 PINS = [
@@ -22,12 +22,6 @@ PINS = [
     (dict(filters=3, kernel_size=3, padding="same", dilation_rate=2, use_bias=False), (2, 9, 9, 48)),
     (dict(filters=6, kernel_size=(1, 3), padding="same"), (2, 1, 11, 48)),
 ]
-
-
-def _taps_taken(layer, x):
-    pads, out_hw = layer._setup(x)
-    shape = (x.shape[0], x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
-    return conv_taps.use_taps(layer, shape, out_hw)
 
 
 @st.composite
@@ -50,7 +44,7 @@ def test_conv2d_taps_match_keras(case):
     with mock.patch.object(conv_taps, "TAP_MAX_WASTE", 100.0):   # small test images waste much grid
         layer = Conv2D(**cfg)
         layer.build(shape)
-        assert _taps_taken(layer, np.zeros(shape, "float32"))
+        assert form_taken(conv_taps.use_taps, layer, np.zeros(shape, "float32"))
         check_against_keras(keras.layers.Conv2D, Conv2D, cfg, shape, seed)
 
 
@@ -59,15 +53,12 @@ def test_conv2d_taps_match_keras(case):
 def test_conv2d_taps_equal_im2col_in_any_blocks(cfg, shape, block_bytes, monkeypatch):
     # Whole items per block, runs of rows of one item, one row per block: the same numbers as
     # im2col, within the rounding of a kh*kw*C sum taken in another order.
-    rng = np.random.default_rng(3)
-    layer = Conv2D(**cfg).to_dtype("float64")
-    layer.build(shape, rng=rng)
-    x = rng.normal(size=shape)
+    layer, x = float64_conv(cfg, shape)
     monkeypatch.setattr(conv_taps, "TAP_MAX_WASTE", 0.0)
     im2col = layer.forward(x).copy()
     monkeypatch.setattr(conv_taps, "TAP_MAX_WASTE", 100.0)
     monkeypatch.setattr(conv_taps, "TAP_BLOCK_BYTES", block_bytes)
-    assert _taps_taken(layer, x)
+    assert form_taken(conv_taps.use_taps, layer, x)
     kh, kw = layer.kernel_size
     assert_close(layer.forward(x), im2col, kind="forward", label=f"taps {cfg} {shape}",
                  reduction=kh * kw * shape[-1])
@@ -109,7 +100,7 @@ def test_taps_through_blas_gemm_round_as_through_a_temporary(cfg, shape, dtype, 
     x = rng.normal(size=shape).astype(dtype)
     monkeypatch.setattr(conv_taps, "TAP_MAX_WASTE", 100.0)
     monkeypatch.setattr(conv_taps, "TAP_BLOCK_BYTES", 3000)   # several blocks, row runs of one item
-    assert _taps_taken(layer, x)
+    assert form_taken(conv_taps.use_taps, layer, x)
     gemm = layer.forward(x).copy()
     monkeypatch.setattr(parallel, "blas_gemm", lambda dtype: None)
     np.testing.assert_array_equal(layer.forward(x), gemm)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from parity.tolerance import assert_close
 from scratch.layers import conv_taps, conv_winograd
 from scratch.layers.conv import Conv2D
-from tests.scratch.conv_pairs import check_against_keras, pinned
+from tests.scratch.conv_pairs import check_against_keras, float64_conv, form_taken, pinned
 
 # (config, input shape): odd and even outputs, a 1x1 output, one row, one item, 'valid' and 'same'.
 PINS = [
@@ -26,12 +26,6 @@ PINS = [
 def small_layers_take_winograd(monkeypatch):
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_TILES", 1)
-
-
-def _winograd_taken(layer, x):
-    pads, out_hw = layer._setup(x)
-    shape = (x.shape[0], x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
-    return conv_winograd.use_winograd(layer, shape, out_hw)
 
 
 @st.composite
@@ -49,7 +43,7 @@ def test_conv2d_winograd_matches_keras(case):
     cfg, shape, seed = case
     layer = Conv2D(**cfg)
     layer.build(shape)
-    assert _winograd_taken(layer, np.zeros(shape, "float32"))
+    assert form_taken(conv_winograd.use_winograd, layer, np.zeros(shape, "float32"))
     check_against_keras(keras.layers.Conv2D, Conv2D, cfg, shape, seed)
 
 
@@ -57,16 +51,13 @@ def test_conv2d_winograd_matches_keras(case):
 @pytest.mark.parametrize("cfg, shape", PINS)
 def test_conv2d_winograd_equals_im2col_in_any_blocks(cfg, shape, block_bytes, monkeypatch):
     # Whole items per block, runs of tile rows of one item, one tile row per block.
-    rng = np.random.default_rng(3)
-    layer = Conv2D(**cfg).to_dtype("float64")
-    layer.build(shape, rng=rng)
-    x = rng.normal(size=shape)
+    layer, x = float64_conv(cfg, shape)
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 10**9)
     monkeypatch.setattr(conv_taps, "TAP_MAX_WASTE", 0.0)
     im2col = layer.forward(x).copy()
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv_winograd, "WINOGRAD_BLOCK_BYTES", block_bytes)
-    assert _winograd_taken(layer, x)
+    assert form_taken(conv_winograd.use_winograd, layer, x)
     assert_close(layer.forward(x), im2col, kind="forward", label=f"winograd {cfg} {shape}",
                  reduction=9 * shape[-1])
 
@@ -99,6 +90,6 @@ def test_conv2d_winograd_at_vgg_size_matches_keras():
     layer = Conv2D(**cfg)
     layer.build(shape)
     conv_winograd.WINOGRAD_MIN_CHANNELS, conv_winograd.WINOGRAD_MIN_TILES = 256, 256   # restored by the fixture
-    assert _winograd_taken(layer, np.zeros(shape, "float32"))
+    assert form_taken(conv_winograd.use_winograd, layer, np.zeros(shape, "float32"))
     stats = check_against_keras(keras.layers.Conv2D, Conv2D, cfg, shape, seed=11)
     assert all(s["passed"] for s in stats.values())
