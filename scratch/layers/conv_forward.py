@@ -15,7 +15,8 @@ from . import conv_taps, conv_winograd, windows
 from .. import parallel
 
 # Inputs with at most this many channels build their patch blocks transposed, one slab per kernel
-# offset (windows.patch_block_transposed): 2.5x faster for C=1, 1.25x for C=3 (bench, 1 thread).
+# offset (windows.patch_block_transposed): 2.5x faster for C=1, 1.25x for C=3 (bench, 1 thread;
+# before its planar staging).
 FEW_CHANNELS = 4
 
 

@@ -112,6 +112,29 @@ def test_col2im_is_the_adjoint_of_patch_extraction(shape, kernel, strides, dilat
     np.testing.assert_allclose(lhs, np.sum(x * dx), rtol=1e-10)
 
 
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.integers(1, 4)),
+       kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), strides=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       dilation=st.sampled_from([(1, 1), (2, 1), (1, 2)]), limit=st.sampled_from([1, 200, 10**9]),
+       ones_row=st.booleans())
+@example(shape=(2, 7, 6, 3), kernel=(3, 2), strides=(2, 1), dilation=(2, 1), limit=1, ones_row=True)
+def test_transposed_patch_blocks_are_the_window_view_transposed(shape, kernel, strides, dilation, limit, ones_row):
+    # Every block (whole items, or a few output rows of one item) equals its window-view patches,
+    # row (a, b, c) per kernel offset and channel, plus the row of ones; the block's buffers are
+    # reused, so a wrong staging offset or a stale buffer shows here.
+    x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    out_hw = windows.output_hw(shape[1:3], kernel, strides, dilation, "same", "test")
+    xp = windows.pad_hw(x, windows.spatial_padding(shape[1:3], kernel, strides, dilation, "same"))
+    win = windows.windows(xp, kernel, strides, dilation, out_hw)
+    row_bytes = out_hw[1] * kernel[0] * kernel[1] * shape[3] * 4
+    for bs, rs in windows.blocks(shape[0], out_hw[0], row_bytes, limit):
+        got = windows.patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs, ones_row=ones_row)
+        want = win[bs, rs].reshape(-1, kernel[0] * kernel[1] * shape[3]).T
+        np.testing.assert_array_equal(got[:want.shape[0]], want)
+        assert got.shape[0] == want.shape[0] + ones_row
+        if ones_row:
+            assert np.all(got[-1] == 1)
+
+
 def test_pad_and_crop_round_trip():
     x = np.arange(24, dtype=np.float32).reshape(1, 3, 4, 2)
     pads = ((1, 2), (0, 3))
