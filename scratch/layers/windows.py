@@ -214,8 +214,8 @@ def patch_block_transposed(xp, kernel, strides, dilation, out_hw, bs, rs, ones_r
     if c > 1 and kh * kw >= 4 * sh * strides[1]:
         # The block's input rows as planes (C, nb, rows, Wp), staged once: each slab below then
         # copies runs of contiguous values instead of gathering every C-th one. The staging costs
-        # about sh*sw / (kh*kw) of the slabs' copying: it paid for 3x3 and 7x7 kernels at stride 1
-        # and 2 (C=3, whole layers on the pool, alternating runs: the captioners' conv1 on
+        # about sh*sw / (kh*kw) of the slabs' copying: it paid for 3x3 kernels at stride 1 and 7x7
+        # at stride 2 (C=3, whole layers on the pool, alternating runs: the captioners' conv1 on
         # (300, 64, 64) -> 8 filters 65 -> 59 ms; ResNet50's 7x7 s2 stem at 224, 53 -> 48 ms),
         # not for 3x3 at stride 2 (MobileNetV2's stem, 10.1 -> 10.4 ms).
         planes = thread_buffer("planes", src.size, xp.dtype).reshape(c, *src.shape[:3])
